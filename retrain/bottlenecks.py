@@ -1,0 +1,251 @@
+"""The bottleneck cache: one text file of feature values per image and module.
+
+Layout and format are retrain.py's, so caches are shared with it in both directions:
+``<bottleneck_dir>/<class folder>/<image file name>_<mangled module>.txt`` holding the
+float32 values as shortest round-trip decimals joined by commas.
+
+Missing or unusable entries are computed in batches: images are decoded on a pool of
+threads while the module runs on the previous batch. The module is any callable from
+float32 [batch, height, width, 3] to float32 [batch, dim], so this file needs no TF-Hub.
+"""
+
+import concurrent.futures
+import dataclasses
+import os
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from absl import logging
+
+from retrain import atomic
+from retrain.errors import ImageError
+from retrain.image_lists import CATEGORIES
+from retrain.progress import Progress
+
+# Categories in the order retrain.py's cache pre-pass visited them.
+_CACHE_ORDER = ("training", "testing", "validation")
+
+
+def mangle_module_name(module_handle: str) -> str:
+    """The module part of a cache file name: separators of URLs and paths become '~'."""
+    name = module_handle
+    for separator in ("://", "/", ":", "\\"):
+        name = name.replace(separator, "~")
+    return name
+
+
+def bottleneck_path(bottleneck_dir: str, dir_name: str, file_name: str, module_handle: str) -> str:
+    """Where the bottleneck of image ``<dir_name>/<file_name>`` for a module is cached."""
+    return os.path.join(bottleneck_dir, dir_name, f"{file_name}_{mangle_module_name(module_handle)}.txt")
+
+
+def format_bottleneck(values: np.ndarray) -> str:
+    """float32 [dim] as retrain.py wrote it: shortest round-trip decimals, comma separated."""
+    return ",".join(str(v) for v in np.asarray(values, dtype=np.float32).ravel())
+
+
+def parse_bottleneck(text: str, dim: int | None = None) -> np.ndarray:
+    """Parses format_bottleneck's text into float32 [dim].
+
+    Raises:
+      ValueError: a value is not a number, or the count differs from dim.
+    """
+    values = np.array(text.split(","), dtype=np.float64).astype(np.float32)
+    if dim is not None and values.shape[0] != dim:
+        raise ValueError(f"expected {dim} values, found {values.shape[0]}")
+    return values
+
+
+def write_bottleneck(path: str, values: np.ndarray) -> None:
+    """Writes one cache file atomically."""
+    atomic.write_text(path, format_bottleneck(values))
+
+
+def read_cached(path: str, image_path: str, dim: int) -> np.ndarray | None:
+    """The cached bottleneck at path, or None when it must be (re)computed.
+
+    None for a missing file, one older than its image (the image was replaced), and
+    one that does not parse or has the wrong length (warned about, as retrain.py did).
+    """
+    try:
+        cache_time = os.stat(path).st_mtime
+        with open(path, "r", encoding="utf-8") as f:
+            text = f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        logging.warning("Cannot read bottleneck %s (%s), recreating bottleneck", path, e)
+        return None
+    try:
+        if os.stat(image_path).st_mtime > cache_time:
+            logging.info("Image %s changed since its bottleneck was cached, recreating bottleneck", image_path)
+            return None
+    except OSError:
+        pass  # The image's own read will report it.
+    try:
+        return parse_bottleneck(text, dim)
+    except ValueError:
+        logging.warning("Invalid float found, recreating bottleneck")
+        return None
+
+
+@dataclasses.dataclass
+class BottleneckSet:
+    """The bottlenecks of one category, in memory.
+
+    Attributes:
+      features: float32 [n, dim].
+      labels: int64 [n], indices into the class order.
+      image_paths: the n image files, for reporting.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    image_paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+
+@dataclasses.dataclass
+class Bottlenecks:
+    """Every category's bottlenecks, and the images that could not be used."""
+
+    sets: dict[str, BottleneckSet]
+    failed_images: list[tuple[str, str]]
+    computed: int
+    reused: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    label_index: int
+    category: str
+    image_path: str
+    cache_path: str
+
+
+def load_or_compute(
+    *,
+    image_lists: dict,
+    image_dir: str,
+    bottleneck_dir: str,
+    module_handle: str,
+    dim: int,
+    load_image: Callable[[str], np.ndarray],
+    extract: Callable[[np.ndarray], np.ndarray],
+    batch_size: int,
+    workers: int | None = None,
+) -> Bottlenecks:
+    """Reads every listed image's bottleneck from the cache, computing what is missing.
+
+    Args:
+      image_lists: as returned by create_image_lists.
+      image_dir: the folder those lists are relative to.
+      bottleneck_dir: the cache root; created as needed.
+      module_handle: the --tfhub_module string (part of the cache file names).
+      dim: the module's feature count; cache files of another length are rebuilt.
+      load_image: image path -> float32 [height, width, 3] module input. Raises
+        images.ImageError for a file that is not a usable image.
+      extract: float32 [batch, height, width, 3] -> float32 [batch, dim].
+      batch_size: images per call of extract.
+      workers: threads for reading and decoding; default: one per CPU.
+
+    Returns:
+      Bottlenecks whose sets hold, per category, the usable images in class order.
+      Images that failed to decode are left out of every set and listed with the
+      reason in failed_images; each is warned about as it is found.
+    """
+    entries = []
+    for label_index, lists in enumerate(image_lists.values()):
+        for category in _CACHE_ORDER:
+            for file_name in lists[category]:
+                entries.append(
+                    _Entry(
+                        label_index,
+                        category,
+                        os.path.join(image_dir, lists["dir"], file_name),
+                        bottleneck_path(bottleneck_dir, lists["dir"], file_name, module_handle),
+                    )
+                )
+    workers = workers or os.cpu_count() or 1
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        cached = list(pool.map(lambda e: read_cached(e.cache_path, e.image_path, dim), entries))
+    values: list[np.ndarray | None] = list(cached)
+    missing = [i for i, v in enumerate(cached) if v is None]
+    failed: list[tuple[str, str]] = []
+    if missing:
+        logging.info("Computing %d bottlenecks (%d found in the cache).", len(missing), len(entries) - len(missing))
+    processed = len(entries) - len(missing)
+    with Progress(len(missing), "Computing bottlenecks") as progress:
+        paths = [entries[i].image_path for i in missing]
+        for positions, batch, errors in _decoded_batches(paths, load_image, batch_size, workers):
+            for position, error in errors:
+                logging.warning("Skipping %s", error)
+                failed.append((paths[position], error))
+            if batch is not None:
+                features = np.asarray(extract(batch), dtype=np.float32)
+                for position, vector in zip(positions, features):
+                    entry = entries[missing[position]]
+                    logging.debug("Creating bottleneck at %s", entry.cache_path)
+                    write_bottleneck(entry.cache_path, vector)
+                    values[missing[position]] = vector
+            done = len(positions) + len(errors)
+            progress.update(done)
+            before, processed = processed, processed + done
+            if processed // 100 > before // 100:
+                logging.info("%d bottleneck files created.", processed // 100 * 100)
+    sets = {}
+    for category in CATEGORIES:
+        chosen = [i for i, e in enumerate(entries) if e.category == category and values[i] is not None]
+        sets[category] = BottleneckSet(
+            features=np.stack([values[i] for i in chosen]) if chosen else np.zeros((0, dim), np.float32),
+            labels=np.array([entries[i].label_index for i in chosen], dtype=np.int64),
+            image_paths=[entries[i].image_path for i in chosen],
+        )
+    return Bottlenecks(
+        sets=sets,
+        failed_images=failed,
+        computed=len(missing) - len(failed),
+        reused=len(entries) - len(missing),
+    )
+
+
+def _decoded_batches(
+    paths: Sequence[str],
+    load_image: Callable[[str], np.ndarray],
+    batch_size: int,
+    workers: int,
+) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
+    """Yields (positions, stacked images or None, [(position, error)]) per batch of paths.
+
+    Decoding runs ahead on a thread pool by at most two batches, so memory stays
+    bounded however many images there are.
+    """
+    def load(path):
+        try:
+            return load_image(path), None
+        except ImageError as e:
+            return None, str(e)
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        pending: list[concurrent.futures.Future] = []
+        next_index = 0
+        try:
+            for start in range(0, len(paths), batch_size):
+                stop = min(start + batch_size, len(paths))
+                while next_index < min(len(paths), stop + 2 * batch_size):
+                    pending.append(pool.submit(load, paths[next_index]))
+                    next_index += 1
+                positions, images, errors = [], [], []
+                for position in range(start, stop):
+                    image, error = pending.pop(0).result()
+                    if error is None:
+                        positions.append(position)
+                        images.append(image)
+                    else:
+                        errors.append((position, error))
+                yield positions, (np.stack(images) if images else None), errors
+        finally:
+            for future in pending:
+                future.cancel()

@@ -1,0 +1,112 @@
+"""What both command-line tools share: quiet TensorFlow start-up, one-line errors, exit codes.
+
+Exit codes: 0 success, 1 failure (bad input, unreadable files, a failed gate),
+2 bad usage (a bad flag value or an unknown flag), 130 interrupted by Ctrl-C.
+"""
+
+import os
+import sys
+import traceback
+
+from absl import flags, logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A flag value that cannot work; the message names the flag."""
+
+
+def quiet_tensorflow() -> None:
+    """Asks TensorFlow's C++ logging for warnings and errors only, unless the user chose."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def import_tensorflow_quietly(verbose: bool) -> None:
+    """Imports TensorFlow and finds its devices with stderr muted, unless verbose.
+
+    TF >= 2.16 prints start-up lines (oneDNN, CUDA drivers not found, cuInit) through
+    C++ logging that ignores TF_CPP_MIN_LOG_LEVEL; on a CPU-only machine they look
+    like errors and bury the tool's own first lines. Python exceptions still surface.
+    """
+    if verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        import tensorflow  # noqa: F401
+        return
+    # TensorFlow's own Python INFO lines (saver sharding, asset writing) are noise here.
+    import logging as python_logging
+
+    python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def flags_parser(program: str):
+    """An absl flags_parser that reports bad or unknown flags in one line, exit status 2."""
+
+    def parse(argv):
+        try:
+            remaining = flags.FLAGS(argv)
+        except flags.Error as e:
+            print(f"{program}: error: {e}\nTry --help for the list of flags.", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        if len(remaining) > 1:
+            print(f"{program}: error: unexpected arguments: {' '.join(remaining[1:])}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        return remaining
+
+    return parse
+
+
+def run_guarded(program: str, body) -> int:
+    """Runs body(), turning the errors users can cause into one line and an exit code.
+
+    UserError and UsageError print their message; Ctrl-C prints one line and gives
+    130; any other exception is a bug: one line, and the traceback only at
+    --logging_verbosity=DEBUG (or with --verbosity=1).
+    """
+    from retrain.errors import UserError
+
+    try:
+        return body()
+    except UsageError as e:
+        print(f"{program}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except UserError as e:
+        logging.error("%s", e)
+        if logging.level_debug():
+            traceback.print_exc()
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"\n{program}: interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # A bug: say so in one line, show details only on request.
+        logging.error(
+            "%s failed unexpectedly: %s: %s (rerun with --logging_verbosity=DEBUG for the traceback)",
+            program,
+            type(e).__name__,
+            e,
+        )
+        if logging.level_debug():
+            traceback.print_exc()
+        return EXIT_FAILURE
+
+
+VERBOSITY_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "FATAL": logging.FATAL,
+}

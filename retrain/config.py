@@ -1,0 +1,110 @@
+"""Every default of the tool, in one place.
+
+The flag definitions in the ``*_main.py`` files read their defaults from here, and
+library callers get the same defaults by constructing these dataclasses.
+The values are those of TensorFlow's ``retrain.py`` unless a comment says otherwise.
+"""
+
+import dataclasses
+
+# The TF2 SavedModel of the module retrain.py used by default (it used the TF1 Hub
+# format version 3 of the same network, which tensorflow_hub >= 0.16 cannot apply).
+DEFAULT_TFHUB_MODULE = "https://tfhub.dev/google/imagenet/inception_v3/feature_vector/5"
+
+# Used when neither the module nor --image_size fixes the input size.
+FALLBACK_IMAGE_SIZE = 299
+
+# The split hashes file names into this many buckets; a class with more images than
+# this has images that are never selected (retrain.py's MAX_NUM_IMAGES_PER_CLASS).
+MAX_NUM_IMAGES_PER_CLASS = 2**27 - 1
+
+# A class with fewer images than this gets the original's warning.
+FEW_IMAGES_WARNING_THRESHOLD = 20
+
+# Images decoded and pushed through the module per forward pass when building the cache.
+DEFAULT_BOTTLENECK_BATCH_SIZE = 32
+
+LOGGING_VERBOSITIES = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """How images are divided into training, validation and testing sets (percentages)."""
+
+    testing_percentage: int = 10
+    validation_percentage: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class DistortionConfig:
+    """Random distortions of training images; all zero / False means none."""
+
+    flip_left_right: bool = False
+    random_crop: int = 0
+    random_scale: int = 0
+    random_brightness: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(
+            self.flip_left_right
+            or self.random_crop
+            or self.random_scale
+            or self.random_brightness
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The final layer's training loop."""
+
+    how_many_training_steps: int = 4000
+    learning_rate: float = 0.01
+    train_batch_size: int = 100
+    eval_step_interval: int = 10
+    validation_batch_size: int = 100
+    test_batch_size: int = -1
+    random_seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    """Where artifacts go. Empty strings switch an optional artifact off."""
+
+    output_graph: str = "/tmp/output_graph.pb"
+    output_labels: str = "/tmp/output_labels.txt"
+    intermediate_output_graphs_dir: str = "/tmp/intermediate_graph/"
+    intermediate_store_frequency: int = 0
+    summaries_dir: str = "/tmp/retrain_logs"
+    checkpoint_path: str = "/tmp/_retrain_checkpoint"
+    saved_model_dir: str = ""
+    final_tensor_name: str = "final_result"
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainConfig:
+    """Everything one `retrain` run needs."""
+
+    image_dir: str = ""
+    tfhub_module: str = DEFAULT_TFHUB_MODULE
+    image_size: int | None = None
+    bottleneck_dir: str = "/tmp/bottleneck"
+    bottleneck_batch_size: int = DEFAULT_BOTTLENECK_BATCH_SIZE
+    print_misclassified_test_images: bool = False
+    split: SplitConfig = SplitConfig()
+    distortions: DistortionConfig = DistortionConfig()
+    train: TrainConfig = TrainConfig()
+    output: OutputConfig = OutputConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelImageConfig:
+    """Defaults of `label-image` (TensorFlow's label_image.py, for retrained graphs)."""
+
+    input_layer: str = "Placeholder"
+    output_layer: str = "final_result"
+    input_mean: float = 0.0
+    input_std: float = 255.0
+    top_k: int = 5
+    batch_size: int = 32
+    output_format: str = "text"

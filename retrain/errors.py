@@ -1,0 +1,16 @@
+"""The one exception type the command-line tools turn into a clear message."""
+
+
+class UserError(Exception):
+    """A problem with the user's input, flags or files, explained in its message.
+
+    The CLIs print the message as one line and exit non-zero, with no traceback;
+    anything else that escapes is a bug.
+    """
+
+
+class ImageError(Exception):
+    """One file could not be read or decoded as an image; the message names it.
+
+    Runs skip such a file with a warning instead of stopping.
+    """

@@ -1,0 +1,247 @@
+"""retrain: train a new top layer on a TF-Hub image module for your own image classes.
+
+The successor of TensorFlow's retrain.py, with its flags and defaults:
+
+  retrain --image_dir ~/flower_photos
+
+reads one sub-folder of images per class, caches a bottleneck (feature vector) per
+image in --bottleneck_dir, trains a softmax layer on them, reports train, validation
+and test accuracy, and writes --output_graph (frozen GraphDef: input 'Placeholder',
+float32 [None, height, width, 3] RGB in [0, 1]; output --final_tensor_name) and
+--output_labels.
+
+Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.
+"""
+
+from absl import app, flags, logging
+
+from retrain import cli
+from retrain import config as config_lib
+
+_D = config_lib.RetrainConfig()
+
+_IMAGE_DIR = flags.DEFINE_string("image_dir", _D.image_dir, "Path to folders of labeled images.")
+_OUTPUT_GRAPH = flags.DEFINE_string(
+    "output_graph", _D.output.output_graph, "Where to save the trained graph."
+)
+_INTERMEDIATE_OUTPUT_GRAPHS_DIR = flags.DEFINE_string(
+    "intermediate_output_graphs_dir",
+    _D.output.intermediate_output_graphs_dir,
+    "Where to save the intermediate graphs (the file name is appended as is: keep the trailing '/').",
+)
+_INTERMEDIATE_STORE_FREQUENCY = flags.DEFINE_integer(
+    "intermediate_store_frequency",
+    _D.output.intermediate_store_frequency,
+    "How many steps to store intermediate graph. If \"0\" then will not store.",
+)
+_OUTPUT_LABELS = flags.DEFINE_string(
+    "output_labels", _D.output.output_labels, "Where to save the trained graph's labels."
+)
+_SUMMARIES_DIR = flags.DEFINE_string(
+    "summaries_dir",
+    _D.output.summaries_dir,
+    "Where to save summary logs for TensorBoard. Its train/ and validation/ sub-folders are "
+    "replaced; nothing else in it is touched.",
+)
+_HOW_MANY_TRAINING_STEPS = flags.DEFINE_integer(
+    "how_many_training_steps", _D.train.how_many_training_steps, "How many training steps to run before ending."
+)
+_LEARNING_RATE = flags.DEFINE_float(
+    "learning_rate", _D.train.learning_rate, "How large a learning rate to use when training."
+)
+_TESTING_PERCENTAGE = flags.DEFINE_integer(
+    "testing_percentage", _D.split.testing_percentage, "What percentage of images to use as a test set."
+)
+_VALIDATION_PERCENTAGE = flags.DEFINE_integer(
+    "validation_percentage", _D.split.validation_percentage, "What percentage of images to use as a validation set."
+)
+_EVAL_STEP_INTERVAL = flags.DEFINE_integer(
+    "eval_step_interval", _D.train.eval_step_interval, "How often to evaluate the training results."
+)
+_TRAIN_BATCH_SIZE = flags.DEFINE_integer(
+    "train_batch_size",
+    _D.train.train_batch_size,
+    "How many images to train on at a time. -1 uses the whole training set at every step.",
+)
+_TEST_BATCH_SIZE = flags.DEFINE_integer(
+    "test_batch_size",
+    _D.train.test_batch_size,
+    "How many images to test on. This test set is only used once, to evaluate the final "
+    "accuracy of the model after training completes. A value of -1 causes the entire test "
+    "set to be used, which leads to more stable results across runs.",
+)
+_VALIDATION_BATCH_SIZE = flags.DEFINE_integer(
+    "validation_batch_size",
+    _D.train.validation_batch_size,
+    "How many images to use in an evaluation batch. This validation set is used much more "
+    "often than the test set, and is an early indicator of how accurate the model is during "
+    "training. A value of -1 causes the entire validation set to be used, which leads to "
+    "more stable results across training iterations, but may be slower on large training sets.",
+)
+_PRINT_MISCLASSIFIED_TEST_IMAGES = flags.DEFINE_boolean(
+    "print_misclassified_test_images",
+    _D.print_misclassified_test_images,
+    "Whether to print out a list of all misclassified test images.",
+)
+_BOTTLENECK_DIR = flags.DEFINE_string(
+    "bottleneck_dir", _D.bottleneck_dir, "Path to cache bottleneck layer values as files."
+)
+_BOTTLENECK_BATCH_SIZE = flags.DEFINE_integer(
+    "bottleneck_batch_size",
+    _D.bottleneck_batch_size,
+    "How many images go through the module at once while filling the bottleneck cache.",
+)
+_FINAL_TENSOR_NAME = flags.DEFINE_string(
+    "final_tensor_name",
+    _D.output.final_tensor_name,
+    "The name of the output classification layer in the retrained graph.",
+)
+_FLIP_LEFT_RIGHT = flags.DEFINE_boolean(
+    "flip_left_right", _D.distortions.flip_left_right, "Whether to randomly flip half of the training images horizontally."
+)
+_RANDOM_CROP = flags.DEFINE_integer(
+    "random_crop",
+    _D.distortions.random_crop,
+    "A percentage determining how much of a margin to randomly crop off the training images.",
+)
+_RANDOM_SCALE = flags.DEFINE_integer(
+    "random_scale",
+    _D.distortions.random_scale,
+    "A percentage determining how much to randomly scale up the size of the training images by.",
+)
+_RANDOM_BRIGHTNESS = flags.DEFINE_integer(
+    "random_brightness",
+    _D.distortions.random_brightness,
+    "A percentage determining how much to randomly multiply the training image input pixels up or down by.",
+)
+_TFHUB_MODULE = flags.DEFINE_string(
+    "tfhub_module",
+    _D.tfhub_module,
+    "Which TensorFlow Hub image feature-vector module to use: a URL, or a local directory "
+    "holding an unpacked module (TF2 SavedModel, or TF1 Hub format with an "
+    "image_feature_vector signature). URLs are downloaded once into TFHUB_CACHE_DIR.",
+)
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size",
+    _D.image_size,
+    "Input height and width for modules that do not fix them in their signature "
+    f"(default: the module's own size, else {config_lib.FALLBACK_IMAGE_SIZE}).",
+)
+_SAVED_MODEL_DIR = flags.DEFINE_string(
+    "saved_model_dir",
+    _D.output.saved_model_dir,
+    "Where to also save the model as a SavedModel (signature serving_default: input 'image', "
+    "output 'prediction'). Not saved if empty; an existing folder is replaced.",
+)
+_LOGGING_VERBOSITY = flags.DEFINE_enum(
+    "logging_verbosity",
+    "INFO",
+    list(config_lib.LOGGING_VERBOSITIES),
+    "How much logging output should be produced. DEBUG also shows tracebacks of errors.",
+)
+_CHECKPOINT_PATH = flags.DEFINE_string(
+    "checkpoint_path", _D.output.checkpoint_path, "Where to save the checkpoint of the trained layer."
+)
+_RANDOM_SEED = flags.DEFINE_integer(
+    "random_seed",
+    _D.train.random_seed,
+    "Seed for the initial weights and the sampling of training, validation and test "
+    "batches. Unset: a new seed each run, printed in the log so the run can be repeated.",
+)
+
+
+def _check_flags() -> None:
+    """Raises cli.UsageError, naming the flag, for values that cannot work."""
+    for holder in (_TESTING_PERCENTAGE, _VALIDATION_PERCENTAGE):
+        if not 0 <= holder.value <= 100:
+            raise cli.UsageError(f"--{holder.name} must be between 0 and 100, not {holder.value}")
+    if _TESTING_PERCENTAGE.value + _VALIDATION_PERCENTAGE.value >= 100:
+        raise cli.UsageError(
+            "--testing_percentage plus --validation_percentage must be below 100, leaving images for training"
+        )
+    positive = (_HOW_MANY_TRAINING_STEPS, _EVAL_STEP_INTERVAL, _BOTTLENECK_BATCH_SIZE)
+    for holder in positive:
+        if holder.value <= 0:
+            raise cli.UsageError(f"--{holder.name} must be positive, not {holder.value}")
+    for holder in (_TRAIN_BATCH_SIZE, _VALIDATION_BATCH_SIZE, _TEST_BATCH_SIZE):
+        if holder.value == 0 or holder.value < -1:
+            raise cli.UsageError(f"--{holder.name} must be positive or -1 (all images), not {holder.value}")
+    if _INTERMEDIATE_STORE_FREQUENCY.value < 0:
+        raise cli.UsageError(f"--intermediate_store_frequency must be 0 or positive, not {_INTERMEDIATE_STORE_FREQUENCY.value}")
+    if not _LEARNING_RATE.value > 0:
+        raise cli.UsageError(f"--learning_rate must be positive, not {_LEARNING_RATE.value}")
+    if _IMAGE_SIZE.value is not None and _IMAGE_SIZE.value <= 0:
+        raise cli.UsageError(f"--image_size must be positive, not {_IMAGE_SIZE.value}")
+    for holder in (_RANDOM_CROP, _RANDOM_SCALE, _RANDOM_BRIGHTNESS):
+        if holder.value < 0:
+            raise cli.UsageError(f"--{holder.name} must be 0 or positive, not {holder.value}")
+    if _RANDOM_BRIGHTNESS.value > 100:
+        raise cli.UsageError(f"--random_brightness must be at most 100, not {_RANDOM_BRIGHTNESS.value}")
+    if not _FINAL_TENSOR_NAME.value:
+        raise cli.UsageError("--final_tensor_name must not be empty")
+
+
+def _config_from_flags() -> config_lib.RetrainConfig:
+    _check_flags()
+    return config_lib.RetrainConfig(
+        image_dir=_IMAGE_DIR.value,
+        tfhub_module=_TFHUB_MODULE.value,
+        image_size=_IMAGE_SIZE.value,
+        bottleneck_dir=_BOTTLENECK_DIR.value,
+        bottleneck_batch_size=_BOTTLENECK_BATCH_SIZE.value,
+        print_misclassified_test_images=_PRINT_MISCLASSIFIED_TEST_IMAGES.value,
+        split=config_lib.SplitConfig(
+            testing_percentage=_TESTING_PERCENTAGE.value,
+            validation_percentage=_VALIDATION_PERCENTAGE.value,
+        ),
+        distortions=config_lib.DistortionConfig(
+            flip_left_right=_FLIP_LEFT_RIGHT.value,
+            random_crop=_RANDOM_CROP.value,
+            random_scale=_RANDOM_SCALE.value,
+            random_brightness=_RANDOM_BRIGHTNESS.value,
+        ),
+        train=config_lib.TrainConfig(
+            how_many_training_steps=_HOW_MANY_TRAINING_STEPS.value,
+            learning_rate=_LEARNING_RATE.value,
+            train_batch_size=_TRAIN_BATCH_SIZE.value,
+            eval_step_interval=_EVAL_STEP_INTERVAL.value,
+            validation_batch_size=_VALIDATION_BATCH_SIZE.value,
+            test_batch_size=_TEST_BATCH_SIZE.value,
+            random_seed=_RANDOM_SEED.value,
+        ),
+        output=config_lib.OutputConfig(
+            output_graph=_OUTPUT_GRAPH.value,
+            output_labels=_OUTPUT_LABELS.value,
+            intermediate_output_graphs_dir=_INTERMEDIATE_OUTPUT_GRAPHS_DIR.value,
+            intermediate_store_frequency=_INTERMEDIATE_STORE_FREQUENCY.value,
+            summaries_dir=_SUMMARIES_DIR.value,
+            checkpoint_path=_CHECKPOINT_PATH.value,
+            saved_model_dir=_SAVED_MODEL_DIR.value,
+            final_tensor_name=_FINAL_TENSOR_NAME.value,
+        ),
+    )
+
+
+def main(argv) -> int:
+    del argv  # Unused: flags_parser rejects positional arguments.
+    logging.set_verbosity(cli.VERBOSITY_LEVELS[_LOGGING_VERBOSITY.value])
+
+    def body():
+        config = _config_from_flags()
+        cli.import_tensorflow_quietly(verbose=_LOGGING_VERBOSITY.value == "DEBUG")
+        from retrain import pipeline  # Imports TensorFlow: after the flags are known good.
+
+        pipeline.run(config)
+        return cli.EXIT_OK
+
+    return cli.run_guarded("retrain", body)
+
+
+def run() -> None:
+    """Console entry point of `retrain`."""
+    cli.quiet_tensorflow()
+    app.run(main, flags_parser=cli.flags_parser("retrain"))
+
+
+if __name__ == "__main__":
+    run()

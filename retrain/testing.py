@@ -1,0 +1,124 @@
+"""Builders of tiny TF-Hub modules and synthetic image folders.
+
+Used by the tests, the README demo and the benchmark, so that all of them run offline:
+nothing here touches the network.
+"""
+
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+# Distinct colours, one per synthetic class, in class order.
+PALETTE = (
+    (220, 40, 40),
+    (40, 170, 60),
+    (50, 80, 220),
+    (230, 200, 40),
+    (160, 60, 200),
+    (40, 200, 210),
+)
+
+
+def build_tiny_module(path: str, image_size: int = 24, feature_dim: int = 32, seed: int = 0) -> str:
+    """Saves a tiny TF2 feature-vector SavedModel in TF-Hub format at path.
+
+    The module maps float32 [batch, image_size, image_size, 3] in [0, 1] to float32
+    [batch, feature_dim]: the mean colour of each cell of a 3x3 grid, mixed by a fixed
+    random matrix held in a variable (so exporting has a variable to freeze). Colour
+    survives, so colour-coded classes are learnable.
+
+    Returns:
+      path, for convenience.
+    """
+    import tensorflow as tf
+
+    class TinyFeatureVector(tf.Module):
+        def __init__(self):
+            super().__init__()
+            rng = np.random.default_rng(seed)
+            mixing = rng.normal(size=(27, feature_dim)) / np.sqrt(27.0)
+            self.mixing = tf.Variable(mixing.astype(np.float32), name="mixing")
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32)]
+        )
+        def __call__(self, images):
+            cell = image_size // 3
+            pooled = tf.nn.avg_pool2d(images, cell, cell, "VALID")[:, :3, :3, :]
+            return tf.tanh(tf.matmul(tf.reshape(pooled, [-1, 27]) * 2.0 - 1.0, self.mixing))
+
+    tf.saved_model.save(TinyFeatureVector(), path)
+    return path
+
+
+def build_inception_v3_module(path: str, seed: int = 0) -> str:
+    """Saves Inception v3 with random weights as a TF-Hub-format feature-vector SavedModel.
+
+    Same architecture and compute as tfhub.dev's inception_v3/feature_vector: float32
+    [batch, 299, 299, 3] in [0, 1] -> [batch, 2048]. For benchmarks, not accuracy.
+    """
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    network = tf.keras.applications.InceptionV3(
+        weights=None, include_top=False, pooling="avg", input_shape=(299, 299, 3)
+    )
+
+    class InceptionFeatureVector(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 299, 299, 3], tf.float32)])
+        def __call__(self, images):
+            # Keras' Inception expects [-1, 1]; TF-Hub modules take [0, 1].
+            return self.network(images * 2.0 - 1.0, training=False)
+
+    tf.saved_model.save(InceptionFeatureVector(), path)
+    return path
+
+
+def make_image_folder(
+    root: str,
+    class_names=("red", "green", "blue"),
+    images_per_class: int = 20,
+    seed: int = 0,
+    min_size: int = 24,
+    max_size: int = 64,
+    shuffle_labels: bool = False,
+    file_format: str = "JPEG",
+) -> str:
+    """Writes a folder of synthetic images, one sub-folder per class.
+
+    Each image is a filled shape in its class's colour on a noisy grey background, of
+    random size and aspect. With shuffle_labels, the colour of each image is random,
+    so the folder name says nothing about the image: a classifier can only guess.
+
+    Returns:
+      root.
+    """
+    rng = np.random.default_rng(seed)
+    extension = {"JPEG": "jpg", "PNG": "png"}[file_format]
+    for class_index, name in enumerate(class_names):
+        class_dir = os.path.join(root, name)
+        os.makedirs(class_dir, exist_ok=True)
+        for i in range(images_per_class):
+            colour_index = rng.integers(len(class_names)) if shuffle_labels else class_index
+            image = synthetic_image(rng, PALETTE[colour_index % len(PALETTE)], min_size, max_size)
+            image.save(os.path.join(class_dir, f"{name}_{i:03d}.{extension}"), file_format)
+    return root
+
+
+def synthetic_image(rng: np.random.Generator, colour, min_size: int = 24, max_size: int = 64):
+    """One RGB Pillow image: a shape of the given colour on a noisy background."""
+    width, height = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
+    noise = rng.normal(128, 30, size=(height, width, 3)).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(noise, "RGB")
+    draw = ImageDraw.Draw(image)
+    box = (width * 0.15, height * 0.15, width * 0.85, height * 0.85)
+    if rng.integers(2):
+        draw.ellipse(box, fill=tuple(colour))
+    else:
+        draw.rectangle(box, fill=tuple(colour))
+    return image

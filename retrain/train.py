@@ -1,0 +1,291 @@
+"""Train the new softmax layer on in-memory bottlenecks, as retrain.py did, but fast.
+
+Same model (logits = xW + b, W ~ truncated normal(0.001), b = 0), loss (mean sparse
+softmax cross entropy), optimiser (plain SGD), class-balanced sampling with
+replacement, evaluation schedule and log lines. Differences: the bottlenecks live in
+memory, sampling and the steps between two evaluations run inside one compiled
+TensorFlow loop, and classes whose validation or test set is empty are left out of
+those instead of crashing.
+"""
+
+import dataclasses
+import datetime
+import os
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from retrain import config as config_lib
+from retrain.bottlenecks import BottleneckSet
+
+# Draws are `randint(0, 2**27) % class size`, as retrain.py drew them.
+_INDEX_RANGE = config_lib.MAX_NUM_IMAGES_PER_CLASS + 1
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What training produced.
+
+    Attributes:
+      weights: float32 [dim, classes]; biases: float32 [classes].
+      test_accuracy: in [0, 1], or None when there are no test images.
+      test_count: how many test images were evaluated.
+      misclassified: (image path, predicted class index) of each wrong test image.
+    """
+
+    weights: np.ndarray
+    biases: np.ndarray
+    test_accuracy: float | None
+    test_count: int
+    misclassified: list[tuple[str, int]]
+
+
+class FinalLayer(tf.Module):
+    """The retrained layer: bottleneck float32 [batch, dim] -> logits [batch, classes]."""
+
+    def __init__(self, dim: int, class_count: int, seed: int):
+        super().__init__(name="final_retrain_ops")
+        initial = tf.random.stateless_truncated_normal([dim, class_count], seed=[seed, 1], stddev=0.001)
+        self.weights = tf.Variable(initial, name="final_weights")
+        self.biases = tf.Variable(tf.zeros([class_count]), name="final_biases")
+
+    def __call__(self, bottlenecks: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(bottlenecks, self.weights) + self.biases
+
+
+class _Sampler:
+    """Class-balanced draws with replacement from one in-memory BottleneckSet.
+
+    A draw picks a class uniformly among the classes that have images in the set,
+    then an image of that class uniformly; batch_size < 0 takes the whole set.
+    """
+
+    def __init__(self, bottleneck_set: BottleneckSet, class_count: int):
+        order = np.argsort(bottleneck_set.labels, kind="stable")
+        labels = bottleneck_set.labels[order]
+        counts = np.bincount(labels, minlength=class_count)
+        self.order = order
+        self.features = tf.constant(bottleneck_set.features[order])
+        self.labels = tf.constant(labels)
+        self.size = len(labels)
+        self._starts = tf.constant(np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64))
+        self._counts = tf.constant(counts.astype(np.int64))
+        self._classes = tf.constant(np.flatnonzero(counts).astype(np.int64))
+
+    def sample_rows(self, generator: tf.random.Generator, batch_size: int) -> tf.Tensor:
+        """int64 [batch_size] rows of self.features drawn class-balanced with replacement."""
+        pick = generator.uniform([batch_size], 0, tf.size(self._classes, tf.int64), dtype=tf.int64)
+        classes = tf.gather(self._classes, pick)
+        draws = generator.uniform([batch_size], 0, _INDEX_RANGE, dtype=tf.int64)
+        return tf.gather(self._starts, classes) + draws % tf.gather(self._counts, classes)
+
+    def sample(self, generator: tf.random.Generator, batch_size: int):
+        """(features float32 [batch, dim], labels int64 [batch]); batch_size < 0: all."""
+        if batch_size < 0:
+            return self.features, self.labels
+        rows = self.sample_rows(generator, batch_size)
+        return tf.gather(self.features, rows), tf.gather(self.labels, rows)
+
+
+def _cross_entropy(logits, labels):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def _accuracy(logits, labels):
+    return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32))
+
+
+def _variable_summaries(variable: tf.Variable, scope: str, step) -> None:
+    with tf.name_scope(scope):
+        with tf.name_scope("summaries"):
+            mean = tf.reduce_mean(variable)
+            tf.summary.scalar("mean", mean, step=step)
+            tf.summary.scalar("stddev", tf.sqrt(tf.reduce_mean(tf.square(variable - mean))), step=step)
+            tf.summary.scalar("max", tf.reduce_max(variable), step=step)
+            tf.summary.scalar("min", tf.reduce_min(variable), step=step)
+            tf.summary.histogram("histogram", variable, step=step)
+
+
+def _now() -> str:
+    return str(datetime.datetime.now())
+
+
+class Trainer:
+    """Trains a FinalLayer on in-memory bottlenecks; see train() for the whole run."""
+
+    def __init__(
+        self,
+        *,
+        sets: dict[str, BottleneckSet],
+        class_count: int,
+        train_config: config_lib.TrainConfig,
+        seed: int,
+        summaries_dir: str = "",
+    ):
+        self.config = train_config
+        dim = sets["training"].features.shape[1]
+        self.layer = FinalLayer(dim, class_count, seed)
+        self.generator = tf.random.Generator.from_seed(seed)
+        self.training = _Sampler(sets["training"], class_count)
+        self.validation = _Sampler(sets["validation"], class_count)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.learning_rate = tf.constant(train_config.learning_rate, tf.float32)
+        self._train_writer = self._validation_writer = None
+        if summaries_dir:
+            self._train_writer = tf.summary.create_file_writer(os.path.join(summaries_dir, "train"))
+            self._validation_writer = tf.summary.create_file_writer(os.path.join(summaries_dir, "validation"))
+
+    def _one_step(self, write_summaries: bool):
+        features, labels = self.training.sample(self.generator, self.config.train_batch_size)
+        with tf.GradientTape() as tape:
+            logits = self.layer(features)
+            loss = _cross_entropy(logits, labels)
+        grads = tape.gradient(loss, [self.layer.weights, self.layer.biases])
+        if write_summaries:
+            tf.summary.scalar("cross_entropy", loss, step=self.step)
+            tf.summary.scalar("accuracy", _accuracy(logits, labels), step=self.step)
+        self.layer.weights.assign_sub(self.learning_rate * grads[0])
+        self.layer.biases.assign_sub(self.learning_rate * grads[1])
+        return features, labels
+
+    @tf.function
+    def _run_steps(self, count):
+        """Runs count training steps; returns the last batch for the after-step evaluation."""
+        dim = self.layer.weights.shape[0]
+        features = tf.zeros([0, dim])
+        labels = tf.zeros([0], tf.int64)
+        for _ in tf.range(count):
+            tf.autograph.experimental.set_loop_options(
+                shape_invariants=[(features, tf.TensorShape([None, dim])), (labels, tf.TensorShape([None]))]
+            )
+            features, labels = self._one_step(self._train_writer is not None)
+            self.step.assign_add(1)
+        return features, labels
+
+    @tf.function
+    def _evaluate(self, features, labels):
+        logits = self.layer(features)
+        return _accuracy(logits, labels), _cross_entropy(logits, labels), tf.argmax(logits, 1)
+
+    @tf.function
+    def _write_layer_summaries(self, features, step):
+        _variable_summaries(self.layer.weights, "final_retrain_ops/weights", step)
+        _variable_summaries(self.layer.biases, "final_retrain_ops/biases", step)
+        logits = self.layer(features)
+        tf.summary.histogram("final_retrain_ops/Wx_plus_b/pre_activations", logits, step=step)
+        tf.summary.histogram("final_retrain_ops/activations", tf.nn.softmax(logits), step=step)
+
+    def close(self) -> None:
+        """Flushes and closes the summary writers."""
+        for writer in (self._train_writer, self._validation_writer):
+            if writer is not None:
+                writer.close()
+
+    def run_steps(self, count: int):
+        if self._train_writer is None:
+            return self._run_steps(tf.constant(count))
+        with self._train_writer.as_default():
+            return self._run_steps(tf.constant(count))
+
+    def evaluate_after_step(self, step: int, features, labels) -> None:
+        """retrain.py's three log lines (and summaries) for one evaluation step."""
+        accuracy, cross_entropy, _ = self._evaluate(features, labels)
+        logging.info("%s: Step %d: Train accuracy = %.1f%%", _now(), step, accuracy * 100)
+        logging.info("%s: Step %d: Cross entropy = %f", _now(), step, cross_entropy)
+        if self._train_writer is not None:
+            with self._train_writer.as_default():
+                self._write_layer_summaries(features, tf.constant(step, tf.int64))
+        if self.validation.size == 0:
+            return
+        val_features, val_labels = self.validation.sample(self.generator, self.config.validation_batch_size)
+        val_accuracy, val_cross_entropy, _ = self._evaluate(val_features, val_labels)
+        if self._validation_writer is not None:
+            with self._validation_writer.as_default():
+                tf.summary.scalar("accuracy", val_accuracy, step=step)
+                tf.summary.scalar("cross_entropy", val_cross_entropy, step=step)
+        logging.info(
+            "%s: Step %d: Validation accuracy = %.1f%% (N=%d)", _now(), step, val_accuracy * 100, len(val_labels)
+        )
+
+    def test(self, test_set: BottleneckSet, class_count: int) -> tuple[float | None, int, list[tuple[str, int]]]:
+        """Accuracy on test_batch_size test images (-1: all), and the misclassified ones."""
+        if len(test_set) == 0:
+            return None, 0, []
+        if self.config.test_batch_size < 0:
+            chosen = np.arange(len(test_set))
+        else:
+            sampler = _Sampler(test_set, class_count)
+            chosen = sampler.order[sampler.sample_rows(self.generator, self.config.test_batch_size).numpy()]
+        features, labels = test_set.features[chosen], test_set.labels[chosen]
+        paths = [test_set.image_paths[i] for i in chosen]
+        accuracy, _, predictions = self._evaluate(tf.constant(features), tf.constant(labels))
+        predictions = predictions.numpy()
+        wrong = [(paths[i], int(predictions[i])) for i in np.flatnonzero(predictions != labels)]
+        return float(accuracy), len(labels), wrong
+
+
+def training_schedule(steps: int, eval_interval: int, store_frequency: int) -> list[int]:
+    """The 0-based steps after which training pauses to evaluate or store a graph.
+
+    retrain.py evaluates after step i when i % eval_interval == 0 or i is the last
+    step, and stores an intermediate graph when store_frequency > 0, i > 0 and
+    i % store_frequency == 0.
+    """
+    stops = {steps - 1}
+    stops.update(range(0, steps, eval_interval))
+    if store_frequency > 0:
+        stops.update(range(store_frequency, steps, store_frequency))
+    return sorted(s for s in stops if s >= 0)
+
+
+def train(
+    *,
+    sets: dict[str, BottleneckSet],
+    class_count: int,
+    train_config: config_lib.TrainConfig,
+    seed: int,
+    summaries_dir: str = "",
+    intermediate_store_frequency: int = 0,
+    on_intermediate: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+) -> TrainResult:
+    """Trains the final layer, logging as retrain.py did, and tests it.
+
+    Args:
+      sets: 'training', 'validation' and 'testing' bottlenecks (see bottlenecks.py).
+      class_count: number of classes; labels in the sets are below it.
+      train_config: steps, learning rate, batch sizes, evaluation interval.
+      seed: seeds the initial weights and all sampling.
+      summaries_dir: where to write TensorBoard 'train' and 'validation' events; '' for none.
+      intermediate_store_frequency: call on_intermediate every this many steps (0: never).
+      on_intermediate: called with (step, weights [dim, classes], biases [classes]).
+
+    Returns:
+      The trained weights and the final test result.
+    """
+    trainer = Trainer(
+        sets=sets, class_count=class_count, train_config=train_config, seed=seed, summaries_dir=summaries_dir
+    )
+    if len(sets["validation"]) == 0:
+        logging.warning("No validation images: validation accuracy is not reported.")
+    steps = train_config.how_many_training_steps
+    eval_interval = train_config.eval_step_interval
+    done = 0
+    for stop in training_schedule(steps, eval_interval, intermediate_store_frequency):
+        features, labels = trainer.run_steps(stop + 1 - done)
+        done = stop + 1
+        if stop % eval_interval == 0 or stop == steps - 1:
+            trainer.evaluate_after_step(stop, features, labels)
+        if intermediate_store_frequency > 0 and stop > 0 and stop % intermediate_store_frequency == 0:
+            if on_intermediate is not None:
+                on_intermediate(stop, trainer.layer.weights.numpy(), trainer.layer.biases.numpy())
+    trainer.close()
+    accuracy, count, wrong = trainer.test(sets["testing"], class_count)
+    return TrainResult(
+        weights=trainer.layer.weights.numpy(),
+        biases=trainer.layer.biases.numpy(),
+        test_accuracy=accuracy,
+        test_count=count,
+        misclassified=wrong,
+    )
