@@ -52,10 +52,23 @@ def import_tensorflow_quietly(verbose: bool) -> None:
         os.close(saved)
 
 
-def flags_parser(program: str):
-    """An absl flags_parser that reports bad or unknown flags in one line, exit status 2."""
+def flags_parser(program: str, main_module):
+    """An absl flags_parser: help on stdout with status 0, bad flags in one line with 2.
+
+    --help and --helpshort list the tool's own flags under main_module's docstring;
+    --helpfull adds absl's and TensorFlow's.
+    """
 
     def parse(argv):
+        requested = {arg.split("=")[0] for arg in argv[1:]} & {"-h", "-?", "--help", "--helpshort", "--helpfull"}
+        if requested:
+            text = (main_module.__doc__ or "").strip() + "\n\nFlags:\n"
+            if "--helpfull" in requested:
+                text += flags.FLAGS.get_help()
+            else:
+                text += flags.FLAGS.module_help(main_module) + "\n\nTry --helpfull to see all flags."
+            print(text)
+            sys.exit(EXIT_OK)
         try:
             remaining = flags.FLAGS(argv)
         except flags.Error as e:

@@ -240,7 +240,9 @@ def main(argv) -> int:
 def run() -> None:
     """Console entry point of `retrain`."""
     cli.quiet_tensorflow()
-    app.run(main, flags_parser=cli.flags_parser("retrain"))
+    import sys
+
+    app.run(main, flags_parser=cli.flags_parser("retrain", sys.modules[__name__]))
 
 
 if __name__ == "__main__":

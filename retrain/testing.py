@@ -52,6 +52,35 @@ def build_tiny_module(path: str, image_size: int = 24, feature_dim: int = 32, se
     return path
 
 
+def build_tiny_tf1_module(path: str, image_size: int = 24, feature_dim: int = 32, seed: int = 0) -> str:
+    """Saves a tiny module in the TF1 Hub format (as retrain.py's default module was).
+
+    A TF1 SavedModel with the empty tag set and an ``image_feature_vector`` signature
+    (input ``images``, output ``default``), plus the ``tfhub_module.pb`` marker file by
+    which tensorflow_hub recognises the format. Same mapping as build_tiny_module.
+    """
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, [None, image_size, image_size, 3], name="images")
+        mixing = np.random.default_rng(seed).normal(size=(27, feature_dim)) / np.sqrt(27.0)
+        weights = v1.get_variable("mixing", initializer=mixing.astype(np.float32), use_resource=True)
+        cell = image_size // 3
+        pooled = tf.nn.avg_pool2d(images, cell, cell, "VALID")[:, :3, :3, :]
+        features = tf.tanh(tf.matmul(tf.reshape(pooled, [-1, 27]) * 2.0 - 1.0, weights))
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(path)
+            signature = v1.saved_model.predict_signature_def(inputs={"images": images}, outputs={"default": features})
+            builder.add_meta_graph_and_variables(session, tags=[], signature_def_map={"image_feature_vector": signature})
+            builder.save()
+    with open(os.path.join(path, "tfhub_module.pb"), "wb"):
+        pass  # Its presence marks the TF1 Hub format; the loader does not read it.
+    return path
+
+
 def build_inception_v3_module(path: str, seed: int = 0) -> str:
     """Saves Inception v3 with random weights as a TF-Hub-format feature-vector SavedModel.
 

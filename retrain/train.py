@@ -144,8 +144,9 @@ class Trainer:
             loss = _cross_entropy(logits, labels)
         grads = tape.gradient(loss, [self.layer.weights, self.layer.biases])
         if write_summaries:
-            tf.summary.scalar("cross_entropy", loss, step=self.step)
-            tf.summary.scalar("accuracy", _accuracy(logits, labels), step=self.step)
+            with tf.name_scope("/"):  # Top-level tags, not 'while/...'.
+                tf.summary.scalar("cross_entropy", loss, step=self.step)
+                tf.summary.scalar("accuracy", _accuracy(logits, labels), step=self.step)
         self.layer.weights.assign_sub(self.learning_rate * grads[0])
         self.layer.biases.assign_sub(self.learning_rate * grads[1])
         return features, labels
@@ -164,7 +165,7 @@ class Trainer:
             self.step.assign_add(1)
         return features, labels
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def _evaluate(self, features, labels):
         logits = self.layer(features)
         return _accuracy(logits, labels), _cross_entropy(logits, labels), tf.argmax(logits, 1)

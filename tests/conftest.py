@@ -1,0 +1,35 @@
+"""Shared fixtures: one tiny module and one synthetic image folder per test session."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from retrain import testing
+
+# Tests run the tools in subprocesses with TensorFlow's start-up chatter off.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_module(tmp_path_factory):
+    """A local TF-Hub-format feature-vector module: [None, 24, 24, 3] -> [None, 32]."""
+    return testing.build_tiny_module(str(tmp_path_factory.mktemp("modules") / "tiny"))
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """Three learnable colour classes, 30 images each, with folder names to normalise."""
+    root = tmp_path_factory.mktemp("data") / "images"
+    return testing.make_image_folder(
+        str(root), class_names=("Red-Things", "green", "blue_ones"), images_per_class=30, seed=1
+    )
+
+
+def run_tool(name, *args, cwd=None, timeout=300):
+    """Runs an installed console script; returns the CompletedProcess (text)."""
+    executable = os.path.join(os.path.dirname(sys.executable), name)
+    return subprocess.run(
+        [executable, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL
+    )

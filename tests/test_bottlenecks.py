@@ -1,0 +1,150 @@
+import os
+import time
+
+import numpy as np
+import pytest
+
+from retrain import bottlenecks, image_lists
+from retrain.errors import ImageError
+
+MODULE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/1"
+
+
+def test_cache_path_mangles_module_as_retrain_py():
+    path = bottlenecks.bottleneck_path("/tmp/bottleneck", "cat", "cat.333.jpg", MODULE)
+    assert path == (
+        "/tmp/bottleneck/cat/cat.333.jpg_https~tfhub.dev~google~imagenet~mobilenet_v2_100_224~feature_vector~1.txt"
+    )
+    assert bottlenecks.mangle_module_name("C:\\mods/x:1") == "C~~mods~x~1"
+
+
+def test_text_format_round_trips_float32_exactly():
+    values = np.array([1 / 3, 1e-8, -2.5, 0.0, 123456.79], dtype=np.float32)
+    text = bottlenecks.format_bottleneck(values)
+    assert text == "0.33333334,1e-08,-2.5,0.0,123456.79"
+    np.testing.assert_array_equal(bottlenecks.parse_bottleneck(text, 5), values)
+
+
+def test_parse_rejects_garbage_and_wrong_length():
+    with pytest.raises(ValueError):
+        bottlenecks.parse_bottleneck("1.0,abc")
+    with pytest.raises(ValueError):
+        bottlenecks.parse_bottleneck("")
+    with pytest.raises(ValueError):
+        bottlenecks.parse_bottleneck("1.0,2.0", dim=3)
+
+
+def make_folder(root, classes=("a", "b"), per_class=6):
+    for name in classes:
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for i in range(per_class):
+            with open(os.path.join(root, name, f"{name}{i}.jpg"), "w") as f:
+                f.write(f"{name}:{i}")
+    return image_lists.create_image_lists(root, 20, 20)
+
+
+def fake_load(path):
+    """'Decodes' our fake files: the pixel value encodes the class and index."""
+    text = open(path).read()
+    if text == "broken":
+        raise ImageError(f"{path} is not a readable image")
+    name, i = text.split(":")
+    value = (ord(name) - ord("a")) * 10 + int(i)
+    return np.full((2, 2, 3), value, np.float32)
+
+
+class CountingExtract:
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, batch):
+        self.batches.append(len(batch))
+        return np.stack([[b.mean(), 1.0 / 3.0, 0.5] for b in batch]).astype(np.float32)
+
+
+def load(tmp_path, lists, extract, dim=3, batch_size=4):
+    return bottlenecks.load_or_compute(
+        image_lists=lists,
+        image_dir=str(tmp_path / "imgs"),
+        bottleneck_dir=str(tmp_path / "cache"),
+        module_handle="/mods/tiny",
+        dim=dim,
+        load_image=fake_load,
+        extract=extract,
+        batch_size=batch_size,
+    )
+
+
+def test_computes_in_batches_then_reuses_cache(tmp_path):
+    lists = make_folder(str(tmp_path / "imgs"))
+    extract = CountingExtract()
+    first = load(tmp_path, lists, extract)
+    assert extract.batches == [4, 4, 4]
+    assert first.computed == 12 and first.reused == 0
+    cache_file = bottlenecks.bottleneck_path(str(tmp_path / "cache"), "a", "a0.jpg", "/mods/tiny")
+    assert os.path.basename(cache_file) == "a0.jpg_~mods~tiny.txt"
+    assert open(cache_file).read() == "0.0,0.33333334,0.5"
+
+    again = CountingExtract()
+    second = load(tmp_path, lists, again)
+    assert again.batches == []
+    assert second.reused == 12
+    for category in image_lists.CATEGORIES:
+        np.testing.assert_array_equal(first.sets[category].features, second.sets[category].features)
+        assert first.sets[category].image_paths == second.sets[category].image_paths
+
+
+def test_sets_hold_labels_in_class_order(tmp_path):
+    lists = make_folder(str(tmp_path / "imgs"))
+    result = load(tmp_path, lists, CountingExtract())
+    total = sum(len(s) for s in result.sets.values())
+    assert total == 12
+    for category, bset in result.sets.items():
+        assert list(bset.labels) == sorted(bset.labels)
+        for path, label, row in zip(bset.image_paths, bset.labels, bset.features):
+            assert os.path.basename(os.path.dirname(path)) == "ab"[label]
+            assert row[0] == fake_load(path).mean()
+
+
+@pytest.mark.parametrize("content", ["1.0,oops,3.0", "", "1.0,2.0"])
+def test_corrupt_or_short_cache_file_is_rebuilt(tmp_path, content, caplog):
+    lists = make_folder(str(tmp_path / "imgs"))
+    load(tmp_path, lists, CountingExtract())
+    cache_file = bottlenecks.bottleneck_path(str(tmp_path / "cache"), "b", "b2.jpg", "/mods/tiny")
+    with open(cache_file, "w") as f:
+        f.write(content)
+    extract = CountingExtract()
+    load(tmp_path, lists, extract)
+    assert extract.batches == [1]
+    assert open(cache_file).read() == "12.0,0.33333334,0.5"
+    assert "Invalid float found, recreating bottleneck" in caplog.text
+
+
+def test_replaced_image_is_recomputed(tmp_path):
+    lists = make_folder(str(tmp_path / "imgs"))
+    load(tmp_path, lists, CountingExtract())
+    image = str(tmp_path / "imgs" / "a" / "a1.jpg")
+    later = time.time() + 10
+    os.utime(image, (later, later))
+    extract = CountingExtract()
+    load(tmp_path, lists, extract)
+    assert extract.batches == [1]
+
+
+def test_broken_image_is_skipped_and_reported(tmp_path):
+    lists = make_folder(str(tmp_path / "imgs"))
+    broken = str(tmp_path / "imgs" / "a" / "a3.jpg")
+    with open(broken, "w") as f:
+        f.write("broken")
+    result = load(tmp_path, lists, CountingExtract())
+    assert [path for path, _ in result.failed_images] == [broken]
+    assert all(broken not in s.image_paths for s in result.sets.values())
+    assert sum(len(s) for s in result.sets.values()) == 11
+    assert not os.path.exists(bottlenecks.bottleneck_path(str(tmp_path / "cache"), "a", "a3.jpg", "/mods/tiny"))
+
+
+def test_no_temporary_files_left_in_cache(tmp_path):
+    lists = make_folder(str(tmp_path / "imgs"))
+    load(tmp_path, lists, CountingExtract())
+    leftovers = [n for _, _, files in os.walk(tmp_path / "cache") for n in files if not n.endswith(".txt")]
+    assert leftovers == []

@@ -1,0 +1,208 @@
+"""End to end through the installed `retrain` console script."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_tool
+from retrain import image_lists, images, testing
+
+
+def retrain_args(tmp_path, image_dir, module, *extra):
+    out = tmp_path / "out"
+    return [
+        f"--image_dir={image_dir}",
+        f"--tfhub_module={module}",
+        f"--output_graph={out}/graph.pb",
+        f"--output_labels={out}/labels.txt",
+        f"--bottleneck_dir={tmp_path}/bottlenecks",
+        f"--summaries_dir={tmp_path}/logs",
+        f"--checkpoint_path={tmp_path}/ckpt/_retrain_checkpoint",
+        f"--intermediate_output_graphs_dir={tmp_path}/intermediate/",
+        "--how_many_training_steps=150",
+        "--learning_rate=0.1",
+        "--testing_percentage=25",
+        *extra,
+    ]
+
+
+def classify_with_tf1(graph_path, paths, size=24):
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(open(graph_path, "rb").read())
+    batch = np.stack([images.to_module_input(images.read_image(p), size, size) for p in paths])
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=graph) as session:
+            return session.run("final_result:0", {"Placeholder:0": batch})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, image_folder, tiny_module):
+    tmp_path = tmp_path_factory.mktemp("retrain_e2e")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "keep.txt").write_text("the user's own file")
+    (logs / "train").mkdir()
+    (logs / "train" / "stale_event").write_text("old")
+    result = run_tool(
+        "retrain",
+        *retrain_args(
+            tmp_path, image_folder, tiny_module,
+            "--intermediate_store_frequency=100", "--print_misclassified_test_images",
+            f"--saved_model_dir={tmp_path}/saved_model", "--random_seed=7",
+        ),
+    )
+    return tmp_path, result
+
+
+def test_run_succeeds_with_original_log_lines(trained):
+    _, result = trained
+    assert result.returncode == 0, result.stderr
+    log = result.stderr
+    assert "Looking for images in 'Red-Things'" in log
+    assert "Step 0: Train accuracy = " in log
+    assert "Step 0: Cross entropy = " in log
+    assert "Step 149: Validation accuracy = " in log and "(N=100)" in log
+    assert "Final test accuracy = " in log
+    assert "=== MISCLASSIFIED TEST IMAGES ===" in log
+    assert "Random seed: 7" in log
+    assert "Traceback" not in log
+    accuracy = float(log.split("Final test accuracy = ")[1].split("%")[0])
+    assert accuracy >= 90.0
+
+
+def test_outputs_labels_and_tf1_classification(trained, image_folder):
+    tmp_path, _ = trained
+    labels = open(tmp_path / "out" / "labels.txt").read()
+    assert labels == "red things\nblue ones\ngreen\n"  # Code-point order: uppercase first.
+    lists = image_lists.create_image_lists(image_folder, 25, 10)
+    paths, expected = [], []
+    for index, (label, lists_of_label) in enumerate(lists.items()):
+        for name in lists_of_label["training"][:5]:
+            paths.append(os.path.join(image_folder, lists_of_label["dir"], name))
+            expected.append(index)
+    scores = classify_with_tf1(tmp_path / "out" / "graph.pb", paths)
+    assert scores.shape == (len(paths), 3)
+    assert np.mean(scores.argmax(1) == np.array(expected)) >= 0.9
+
+
+def test_other_artifacts(trained):
+    tmp_path, _ = trained
+    assert sorted(os.listdir(tmp_path / "intermediate")) == ["intermediate_100.pb"]
+    assert os.path.exists(tmp_path / "saved_model" / "saved_model.pb")
+    assert os.path.exists(str(tmp_path / "ckpt" / "_retrain_checkpoint") + ".index")
+    assert (tmp_path / "logs" / "keep.txt").read_text() == "the user's own file"
+    assert not (tmp_path / "logs" / "train" / "stale_event").exists()
+    assert os.listdir(tmp_path / "logs" / "validation")
+    cache_files = [n for _, _, files in os.walk(tmp_path / "bottlenecks") for n in files]
+    assert len(cache_files) == 90 and all(n.endswith(".txt") for n in cache_files)
+
+
+def test_random_labels_give_near_chance_accuracy(tmp_path, tiny_module):
+    folder = testing.make_image_folder(str(tmp_path / "random"), images_per_class=30, seed=3, shuffle_labels=True)
+    result = run_tool("retrain", *retrain_args(tmp_path, folder, tiny_module, "--random_seed=1"))
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stderr.split("Final test accuracy = ")[1].split("%")[0])
+    assert accuracy < 65.0
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--testing_percentage=120", "--testing_percentage must be between 0 and 100"),
+        ("--validation_percentage=60", "must be below 100"),
+        ("--how_many_training_steps=0", "--how_many_training_steps must be positive"),
+        ("--eval_step_interval=0", "--eval_step_interval must be positive"),
+        ("--train_batch_size=0", "--train_batch_size must be positive or -1"),
+        ("--validation_batch_size=-5", "--validation_batch_size must be positive or -1"),
+        ("--learning_rate=0", "--learning_rate must be positive"),
+        ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
+        ("--logging_verbosity=LOUD", "logging_verbosity"),
+    ],
+)
+def test_bad_flags_are_usage_errors(tmp_path, flag, message):
+    result = run_tool("retrain", "--image_dir=.", "--testing_percentage=50", flag)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def make_classes(root, count):
+    for name in ["a", "b", "c"][:count]:
+        testing.make_image_folder(str(root), class_names=(name,), images_per_class=3)
+    os.makedirs(root, exist_ok=True)
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        ("missing", "Image directory '{d}' not found."),
+        ("empty", "No valid folders of images found at {d}"),
+        ("one", "Only one valid folder of images found at {d}  - multiple classes are needed"),
+        ("unset", "Must set flag --image_dir."),
+    ],
+)
+def test_bad_image_dir_gives_one_line_and_exit_1(tmp_path, tiny_module, setup, message):
+    image_dir = tmp_path / "imgs"
+    if setup == "empty":
+        image_dir.mkdir()
+    elif setup == "one":
+        make_classes(image_dir, 1)
+    args = retrain_args(tmp_path, image_dir, tiny_module)
+    if setup == "unset":
+        args = [a for a in args if not a.startswith("--image_dir")]
+    result = run_tool("retrain", *args)
+    assert result.returncode == 1
+    assert message.format(d=image_dir) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("E")] == [
+        line for line in result.stderr.splitlines() if message.format(d=image_dir) in line
+    ]
+
+
+def test_missing_module_and_unwritable_output(tmp_path, image_folder, tiny_module):
+    result = run_tool("retrain", *retrain_args(tmp_path, image_folder, str(tmp_path / "no_module")))
+    assert result.returncode == 1
+    assert "TF-Hub module" in result.stderr and "not found" in result.stderr
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    result = run_tool(
+        "retrain", *retrain_args(tmp_path, image_folder, tiny_module, f"--output_graph={blocker}/sub/graph.pb")
+    )
+    assert result.returncode == 1
+    assert "Cannot write to" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_small_class_with_empty_sets_still_trains(tmp_path, tiny_module):
+    folder = testing.make_image_folder(str(tmp_path / "imgs"), class_names=("a", "b"), images_per_class=25)
+    testing.make_image_folder(folder, class_names=("tiny",), images_per_class=2, seed=5)
+    result = run_tool("retrain", *retrain_args(tmp_path, folder, tiny_module, "--how_many_training_steps=20"))
+    assert result.returncode == 0, result.stderr
+    assert "Label 'tiny' has no images in the category" in result.stderr
+
+
+def test_help_documents_every_flag():
+    result = run_tool("retrain", "--helpfull")
+    assert result.returncode == 0
+    for flag in (
+        "image_dir", "output_graph", "intermediate_output_graphs_dir", "intermediate_store_frequency",
+        "output_labels", "summaries_dir", "how_many_training_steps", "learning_rate", "testing_percentage",
+        "validation_percentage", "eval_step_interval", "train_batch_size", "test_batch_size",
+        "validation_batch_size", "print_misclassified_test_images", "bottleneck_dir", "final_tensor_name",
+        "flip_left_right", "random_crop", "random_scale", "random_brightness", "tfhub_module",
+        "saved_model_dir", "logging_verbosity", "checkpoint_path", "image_size", "random_seed",
+        "bottleneck_batch_size",
+    ):
+        assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
+
+
+def test_python_dash_m_works():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "retrain", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--image_dir" in result.stdout

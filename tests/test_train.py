@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+
+from retrain import train
+from retrain.bottlenecks import BottleneckSet
+from retrain.config import TrainConfig
+
+
+def make_sets(learnable=True, per_class=(40, 40, 40), dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(per_class), dim)) * 3
+    sets = {}
+    for category, share in (("training", 1.0), ("validation", 0.25), ("testing", 0.5)):
+        features, labels = [], []
+        for label, count in enumerate(per_class):
+            n = int(count * share)
+            features.append(centres[label] + rng.normal(size=(n, dim)))
+            labels += [label] * n
+        labels = np.array(labels, np.int64)
+        if not learnable:
+            labels = rng.permutation(labels)
+        sets[category] = BottleneckSet(
+            features=np.concatenate(features).astype(np.float32),
+            labels=labels,
+            image_paths=[f"{category}/{i}.jpg" for i in range(len(labels))],
+        )
+    return sets
+
+
+CONFIG = TrainConfig(how_many_training_steps=300, learning_rate=0.1, eval_step_interval=50)
+
+
+def test_schedule_matches_retrain_py():
+    assert train.training_schedule(25, 10, 0) == [0, 10, 20, 24]
+    assert train.training_schedule(25, 10, 7) == [0, 7, 10, 14, 20, 21, 24]
+    assert train.training_schedule(1, 10, 0) == [0]
+
+
+def test_learnable_data_reaches_high_test_accuracy():
+    result = train.train(sets=make_sets(True), class_count=3, train_config=CONFIG, seed=1)
+    assert result.test_accuracy > 0.95
+    assert result.test_count == 60
+    assert result.weights.shape == (16, 3) and result.biases.shape == (3,)
+
+
+def test_random_labels_stay_near_chance():
+    result = train.train(sets=make_sets(False), class_count=3, train_config=CONFIG, seed=1)
+    assert result.test_accuracy < 0.6
+
+
+def test_same_seed_same_weights_other_seed_differs():
+    sets = make_sets(True)
+    a = train.train(sets=sets, class_count=3, train_config=CONFIG, seed=5)
+    b = train.train(sets=sets, class_count=3, train_config=CONFIG, seed=5)
+    c = train.train(sets=sets, class_count=3, train_config=CONFIG, seed=6)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    assert not np.allclose(a.weights, c.weights)
+
+
+def test_logs_the_three_step_lines_and_misclassified(caplog):
+    caplog.set_level("INFO", logger="absl")
+    config = TrainConfig(how_many_training_steps=12, eval_step_interval=5, validation_batch_size=-1)
+    result = train.train(sets=make_sets(False), class_count=3, train_config=config, seed=1)
+    steps = [line for line in caplog.messages if ": Step " in line]
+    assert [s.split(": Step ")[1].split(":")[0] for s in steps[::3]] == ["0", "5", "10", "11"]
+    assert "Train accuracy = " in steps[0] and "Cross entropy = " in steps[1]
+    assert steps[2].endswith("(N=30)")  # -1: the whole validation set.
+    assert len(result.misclassified) == round(result.test_count * (1 - result.test_accuracy))
+
+
+def test_sampling_is_class_balanced():
+    bset = make_sets(True, per_class=(90, 10))["training"]
+    sampler = train._Sampler(bset, 2)
+    import tensorflow as tf
+
+    _, labels = sampler.sample(tf.random.Generator.from_seed(0), 4000)
+    share = np.mean(labels.numpy() == 1)
+    assert 0.45 < share < 0.55
+
+
+def test_test_batch_size_samples_that_many():
+    config = TrainConfig(how_many_training_steps=5, test_batch_size=7)
+    result = train.train(sets=make_sets(True), class_count=3, train_config=config, seed=1)
+    assert result.test_count == 7
+
+
+def test_class_without_validation_or_test_images_is_left_out():
+    sets = make_sets(True, per_class=(40, 40, 2))  # class 2: 0 validation, 1 test image
+    sets["validation"].labels  # noqa: B018
+    assert 2 not in set(sets["validation"].labels.tolist())
+    result = train.train(sets=sets, class_count=3, train_config=CONFIG, seed=1)
+    assert result.test_accuracy is not None
+
+
+def test_no_test_images_gives_no_accuracy():
+    sets = make_sets(True)
+    sets["testing"] = BottleneckSet(np.zeros((0, 16), np.float32), np.zeros(0, np.int64), [])
+    result = train.train(sets=sets, class_count=3, train_config=TrainConfig(how_many_training_steps=3), seed=1)
+    assert result.test_accuracy is None and result.test_count == 0
+
+
+def test_summaries_written(tmp_path):
+    config = TrainConfig(how_many_training_steps=20, eval_step_interval=10)
+    train.train(sets=make_sets(True), class_count=3, train_config=config, seed=1, summaries_dir=str(tmp_path))
+    from tensorboard.backend.event_processing import event_accumulator
+
+    tags = {}
+    for name in ("train", "validation"):
+        acc = event_accumulator.EventAccumulator(str(tmp_path / name), size_guidance={"tensors": 0})
+        acc.Reload()
+        tags[name] = set(acc.Tags()["tensors"])
+    assert {"cross_entropy", "accuracy", "final_retrain_ops/weights/summaries/mean",
+            "final_retrain_ops/weights/summaries/stddev", "final_retrain_ops/biases/summaries/max",
+            "final_retrain_ops/biases/summaries/min", "final_retrain_ops/weights/summaries/histogram",
+            "final_retrain_ops/biases/summaries/histogram"} <= tags["train"]
+    assert {"cross_entropy", "accuracy"} <= tags["validation"]
+
+
+def test_intermediate_callback_gets_steps():
+    seen = []
+    config = TrainConfig(how_many_training_steps=25, eval_step_interval=10)
+    train.train(
+        sets=make_sets(True), class_count=3, train_config=config, seed=1,
+        intermediate_store_frequency=10, on_intermediate=lambda step, w, b: seen.append((step, w.shape)),
+    )
+    assert seen == [(10, (16, 3)), (20, (16, 3))]
