@@ -12,13 +12,12 @@ float32 [batch, height, width, 3] to float32 [batch, dim], so this file needs no
 import concurrent.futures
 import dataclasses
 import os
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 import numpy as np
 from absl import logging
 
-from retrain import atomic
-from retrain.errors import ImageError
+from retrain import atomic, batching
 from retrain.image_lists import CATEGORIES
 from retrain.progress import Progress
 
@@ -179,7 +178,7 @@ def load_or_compute(
     processed = len(entries) - len(missing)
     with Progress(len(missing), "Computing bottlenecks") as progress:
         paths = [entries[i].image_path for i in missing]
-        for positions, batch, errors in _decoded_batches(paths, load_image, batch_size, workers):
+        for positions, batch, errors in batching.decoded_batches(paths, load_image, batch_size, workers):
             for position, error in errors:
                 logging.warning("Skipping %s", error)
                 failed.append((paths[position], error))
@@ -209,43 +208,3 @@ def load_or_compute(
         computed=len(missing) - len(failed),
         reused=len(entries) - len(missing),
     )
-
-
-def _decoded_batches(
-    paths: Sequence[str],
-    load_image: Callable[[str], np.ndarray],
-    batch_size: int,
-    workers: int,
-) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
-    """Yields (positions, stacked images or None, [(position, error)]) per batch of paths.
-
-    Decoding runs ahead on a thread pool by at most two batches, so memory stays
-    bounded however many images there are.
-    """
-    def load(path):
-        try:
-            return load_image(path), None
-        except ImageError as e:
-            return None, str(e)
-
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        pending: list[concurrent.futures.Future] = []
-        next_index = 0
-        try:
-            for start in range(0, len(paths), batch_size):
-                stop = min(start + batch_size, len(paths))
-                while next_index < min(len(paths), stop + 2 * batch_size):
-                    pending.append(pool.submit(load, paths[next_index]))
-                    next_index += 1
-                positions, images, errors = [], [], []
-                for position in range(start, stop):
-                    image, error = pending.pop(0).result()
-                    if error is None:
-                        positions.append(position)
-                        images.append(image)
-                    else:
-                        errors.append((position, error))
-                yield positions, (np.stack(images) if images else None), errors
-        finally:
-            for future in pending:
-                future.cancel()

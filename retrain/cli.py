@@ -25,6 +25,11 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _drop_tensorflow_info(record) -> bool:
+    package_dir = os.sep + "tensorflow" + os.sep
+    return record.levelno >= logging.converter.STANDARD_WARNING or package_dir not in record.pathname
+
+
 def import_tensorflow_quietly(verbose: bool) -> None:
     """Imports TensorFlow and finds its devices with stderr muted, unless verbose.
 
@@ -35,10 +40,8 @@ def import_tensorflow_quietly(verbose: bool) -> None:
     if verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         import tensorflow  # noqa: F401
         return
-    # TensorFlow's own Python INFO lines (saver sharding, asset writing) are noise here.
-    import logging as python_logging
-
-    python_logging.getLogger("tensorflow").setLevel(python_logging.WARNING)
+    # TensorFlow's own Python INFO lines (saver sharding, fingerprints) are noise here.
+    logging.get_absl_handler().addFilter(_drop_tensorflow_info)
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -52,7 +55,7 @@ def import_tensorflow_quietly(verbose: bool) -> None:
         os.close(saved)
 
 
-def flags_parser(program: str, main_module):
+def flags_parser(program: str, main_module, allow_positional: bool = False):
     """An absl flags_parser: help on stdout with status 0, bad flags in one line with 2.
 
     --help and --helpshort list the tool's own flags under main_module's docstring;
@@ -74,7 +77,7 @@ def flags_parser(program: str, main_module):
         except flags.Error as e:
             print(f"{program}: error: {e}\nTry --help for the list of flags.", file=sys.stderr)
             sys.exit(EXIT_USAGE)
-        if len(remaining) > 1:
+        if len(remaining) > 1 and not allow_positional:
             print(f"{program}: error: unexpected arguments: {' '.join(remaining[1:])}", file=sys.stderr)
             sys.exit(EXIT_USAGE)
         return remaining

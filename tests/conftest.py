@@ -33,3 +33,27 @@ def run_tool(name, *args, cwd=None, timeout=300):
     return subprocess.run(
         [executable, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL
     )
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, image_folder, tiny_module):
+    """A graph, labels file and SavedModel trained in-process on image_folder."""
+    import retrain
+
+    out = tmp_path_factory.mktemp("trained")
+    config = retrain.RetrainConfig(
+        image_dir=image_folder,
+        tfhub_module=tiny_module,
+        bottleneck_dir=str(out / "bottlenecks"),
+        split=retrain.SplitConfig(testing_percentage=25),
+        train=retrain.TrainConfig(how_many_training_steps=150, learning_rate=0.1, random_seed=3),
+        output=retrain.OutputConfig(
+            output_graph=str(out / "graph.pb"),
+            output_labels=str(out / "labels.txt"),
+            summaries_dir="",
+            checkpoint_path=str(out / "ckpt" / "c"),
+            saved_model_dir=str(out / "saved_model"),
+        ),
+    )
+    retrain.run(config)
+    return {"graph": str(out / "graph.pb"), "labels": str(out / "labels.txt"), "saved_model": str(out / "saved_model")}

@@ -1,0 +1,54 @@
+"""Decode images on a pool of threads, ahead of the model, in bounded batches.
+
+Shared by bottleneck caching and label-image: while the model runs on one batch the
+threads decode the next ones, and at most two batches wait decoded in memory however
+many images there are. A file that fails to decode is reported with its position,
+not raised, so one bad image never stops the others.
+"""
+
+import concurrent.futures
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from retrain.errors import ImageError
+
+
+def decoded_batches(
+    paths: Sequence[str],
+    load_image: Callable[[str], np.ndarray],
+    batch_size: int,
+    workers: int,
+) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
+    """Yields (positions, stacked images or None, [(position, error)]) per batch of paths.
+
+    Decoding runs ahead on a thread pool by at most two batches, so memory stays
+    bounded however many images there are.
+    """
+    def load(path):
+        try:
+            return load_image(path), None
+        except ImageError as e:
+            return None, str(e)
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        pending: list[concurrent.futures.Future] = []
+        next_index = 0
+        try:
+            for start in range(0, len(paths), batch_size):
+                stop = min(start + batch_size, len(paths))
+                while next_index < min(len(paths), stop + 2 * batch_size):
+                    pending.append(pool.submit(load, paths[next_index]))
+                    next_index += 1
+                positions, images, errors = [], [], []
+                for position in range(start, stop):
+                    image, error = pending.pop(0).result()
+                    if error is None:
+                        positions.append(position)
+                        images.append(image)
+                    else:
+                        errors.append((position, error))
+                yield positions, (np.stack(images) if images else None), errors
+        finally:
+            for future in pending:
+                future.cancel()

@@ -1,0 +1,91 @@
+"""label-image on graphs of the older kinds (reference sections 4 and 8)."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_tool
+from retrain import evaluation, inference, testing
+
+v1 = tf.compat.v1
+
+
+def write_graph(path, build):
+    graph = tf.Graph()
+    with graph.as_default():
+        build()
+        graph_def = graph.as_graph_def()
+    with open(path, "wb") as f:
+        f.write(graph_def.SerializeToString())
+    return graph_def
+
+
+def colour_scores(pixels):
+    """Softmax over the mean red, green, blue of float [1, h, w, 3] pixels."""
+    return tf.nn.softmax(tf.reduce_mean(pixels, axis=[1, 2]) * 10.0, name="final_result")
+
+
+@pytest.fixture(scope="module")
+def images_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("old_graphs")
+    return testing.make_image_folder(str(root / "imgs"), class_names=("red", "green"), images_per_class=2)
+
+
+def run_graph(graph_def, feeds):
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.import_graph_def(graph_def, name="")
+        with v1.Session(graph=graph) as session:
+            return session.run("final_result:0", feeds)
+
+
+def test_old_inception_style_graph_fed_jpeg_bytes(tmp_path, images_dir):
+    def build():
+        contents = v1.placeholder(tf.string, [], name="DecodeJpeg/contents")
+        decoded = tf.cast(tf.io.decode_jpeg(contents, channels=3), tf.float32)[tf.newaxis]
+        colour_scores((v1.image.resize_bilinear(decoded, [24, 24]) - 128.0) / 128.0)
+
+    graph_def = write_graph(str(tmp_path / "old.pb"), build)
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    image = os.path.join(images_dir, "red", "red_000.jpg")
+    result = run_tool("label-image", f"--graph={tmp_path}/old.pb", f"--labels={tmp_path}/labels.txt",
+                      f"--image={image}", "--input_layer=DecodeJpeg/contents")
+    assert result.returncode == 0, result.stderr
+    expected = run_graph(graph_def, {"DecodeJpeg/contents:0": open(image, "rb").read()})[0]
+    assert result.stdout.splitlines()[0] == "red " + str(expected.max())
+
+
+def test_fixed_batch_mul_graph_with_mean_and_std(tmp_path, images_dir):
+    def build():
+        colour_scores(v1.placeholder(tf.float32, [1, 20, 20, 3], name="Mul"))
+
+    write_graph(str(tmp_path / "mul.pb"), build)
+    classifier = inference.load_classifier(str(tmp_path / "mul.pb"), input_layer="Mul")
+    assert (classifier.height, classifier.width, classifier.class_count) == (20, 20, 3)
+    paths = [os.path.join(images_dir, c, f"{c}_00{i}.jpg") for c in ("red", "green") for i in range(2)]
+    results = list(inference.classify_files(classifier, paths, mean=128, std=128, batch_size=3, show_progress=False))
+    assert [r[0] for r in results] == paths
+    assert [int(r[1].argmax()) for r in results] == [0, 0, 1, 1]
+
+
+def test_find_images_walks_folders_and_reports_missing(tmp_path, images_dir):
+    found, missing = inference.find_images([images_dir, str(tmp_path / "nope.jpg")])
+    assert len(found) == 4 and found == sorted(found)
+    assert missing == [(str(tmp_path / "nope.jpg"), f"{tmp_path / 'nope.jpg'} not found")]
+
+
+def test_evaluation_metrics_by_hand():
+    report = evaluation.evaluate(
+        true=np.array([0, 0, 1, 1, 1]), predicted=np.array([0, 1, 1, 1, 0]),
+        top_scores=np.array([0.9, 0.6, 0.8, 0.7, 0.5]), labels=["a", "b"],
+    )
+    assert report.accuracy == pytest.approx(0.6)
+    assert report.confusion_matrix == [[1, 1], [1, 2]]
+    assert report.per_label["b"].precision == pytest.approx(2 / 3)
+    assert report.per_label["b"].recall == pytest.approx(2 / 3)
+    assert report.per_label["a"].mean_score_misses == pytest.approx(0.6)
+    assert report.suggested_threshold == pytest.approx(((0.9 + 0.8 + 0.7) / 3 + (0.6 + 0.5) / 2) / 2)
+    perfect = evaluation.evaluate(np.array([0, 1]), np.array([0, 1]), np.array([0.9, 0.8]), ["a", "b"])
+    assert perfect.suggested_threshold is None and perfect.accuracy == 1.0

@@ -1,0 +1,184 @@
+"""End to end through the installed `label-image` console script."""
+
+import csv
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_tool
+from retrain import testing
+
+
+def label_image(model, *args, graph=None):
+    return run_tool("label-image", f"--graph={graph or model['graph']}", f"--labels={model['labels']}", *args)
+
+
+def tf1_label_image_scores(graph_path, image_path, height=24, width=24, mean=0.0, std=255.0):
+    """What TensorFlow's label_image.py computes, written out in plain TF1 ops."""
+    graph = tf.Graph()
+    with graph.as_default():
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString(open(graph_path, "rb").read())
+        tf.compat.v1.import_graph_def(graph_def, name="import")
+        contents = tf.io.read_file(image_path)
+        decoded = tf.io.decode_jpeg(contents, channels=3)
+        resized = tf.compat.v1.image.resize_bilinear(tf.expand_dims(tf.cast(decoded, tf.float32), 0), [height, width])
+        normalized = (resized - mean) / std
+        with tf.compat.v1.Session(graph=graph) as session:
+            pixels = session.run(normalized)
+            return session.run("import/final_result:0", {"import/Placeholder:0": pixels})[0]
+
+
+def some_image(image_folder, cls="green", index=0):
+    return os.path.join(image_folder, cls, f"{cls}_{index:03d}.jpg")
+
+
+def test_single_image_equals_plain_tf1_run(trained_model, image_folder):
+    image = some_image(image_folder)
+    result = label_image(trained_model, f"--image={image}")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    labels = open(trained_model["labels"]).read().split("\n")[:-1]
+    expected = tf1_label_image_scores(trained_model["graph"], image)
+    order = expected.argsort()[::-1]
+    assert [line.rsplit(" ", 1)[0] for line in lines] == [labels[i] for i in order]
+    np.testing.assert_allclose([float(line.rsplit(" ", 1)[1]) for line in lines], expected[order], rtol=1e-5)
+    assert lines[0].startswith("green ")
+
+
+def test_saved_model_gives_the_same_scores(trained_model, image_folder):
+    image = some_image(image_folder, "blue_ones", 2)
+    from_graph = label_image(trained_model, f"--image={image}").stdout
+    from_saved = label_image(trained_model, f"--image={image}", graph=trained_model["saved_model"]).stdout
+    graph_scores = [float(line.rsplit(" ", 1)[1]) for line in from_graph.splitlines()]
+    saved_scores = [float(line.rsplit(" ", 1)[1]) for line in from_saved.splitlines()]
+    np.testing.assert_allclose(saved_scores, graph_scores, rtol=1e-5)
+
+
+def test_folder_in_json_and_csv_with_a_broken_file(trained_model, image_folder, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(os.path.join(image_folder, "green"), folder / "green")
+    (folder / "broken.jpg").write_bytes(b"<html>not found</html>")
+    (folder / "notes.txt").write_text("ignored: not an image name")
+    (folder / ".hidden.jpg").write_bytes(b"ignored")
+    result = label_image(trained_model, f"--image={folder}", "--output_format=json", "--top_k=2")
+    assert result.returncode == 1
+    assert "broken.jpg" in result.stderr and "Traceback" not in result.stderr
+    document = json.loads(result.stdout)
+    assert len(document["images"]) == 30
+    assert [f["path"] for f in document["failed"]] == [str(folder / "broken.jpg")]
+    first = document["images"][0]
+    assert len(first["predictions"]) == 2 and first["predictions"][0]["score"] >= first["predictions"][1]["score"]
+    assert all(r["predictions"][0]["label"] == "green" for r in document["images"])
+
+    result = label_image(trained_model, f"--image={folder / 'green'}", "--output_format=csv")
+    assert result.returncode == 0
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == ["path", "label_1", "score_1", "label_2", "score_2", "label_3", "score_3"]
+    assert len(rows) == 31 and {row[1] for row in rows[1:]} == {"green"}
+
+
+def test_extra_positional_files_are_images_too(trained_model, image_folder):
+    a, b = some_image(image_folder, "green", 1), some_image(image_folder, "Red-Things", 1)
+    result = label_image(trained_model, f"--image={a}", b, "--top_k=1")
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [f"== {a}", result.stdout.splitlines()[1], f"== {b}", result.stdout.splitlines()[3]]
+    assert result.stdout.splitlines()[1].startswith("green ") and result.stdout.splitlines()[3].startswith("red things ")
+
+
+@pytest.fixture(scope="module")
+def eval_folder(tmp_path_factory, image_folder):
+    """4 green (all right), 3 red with 1 a blue image in disguise, and an unknown class."""
+    root = tmp_path_factory.mktemp("eval")
+    for cls, count in (("green", 4), ("Red-Things", 3)):
+        os.makedirs(root / cls)
+        for i in range(count):
+            shutil.copy(some_image(image_folder, cls, i), root / cls)
+    shutil.copy(some_image(image_folder, "blue_ones", 0), root / "Red-Things" / "impostor.jpg")
+    testing.make_image_folder(str(root), class_names=("purple",), images_per_class=2)
+    return str(root)
+
+
+def test_evaluation_numbers_match_a_hand_count(trained_model, eval_folder):
+    result = label_image(trained_model, f"--image_dir={eval_folder}", "--evaluate", "--output_format=json")
+    assert result.returncode == 0, result.stderr
+    assert "folder 'purple' is not a label" in result.stderr
+    report = json.loads(result.stdout)
+    labels = report["labels"]
+    assert labels == ["red things", "blue ones", "green"]
+    assert report["accuracy"] == pytest.approx(7 / 8)
+    # Rows: true label; columns: predicted. The impostor is a red-things image predicted blue.
+    assert report["confusion_matrix"] == [[3, 1, 0], [0, 0, 0], [0, 0, 4]]
+    red = report["per_label"]["red things"]
+    assert red["count"] == 4 and red["hit_rate"] == pytest.approx(0.75) and red["recall"] == pytest.approx(0.75)
+    assert red["precision"] == pytest.approx(1.0) and red["f1"] == pytest.approx(2 * 0.75 / 1.75)
+    blue = report["per_label"]["blue ones"]
+    assert blue["count"] == 0 and blue["precision"] == pytest.approx(0.0) and blue["recall"] is None
+    hits = [r["predictions"][0]["score"] for r in report["images"] if r["correct"]]
+    misses = [r["predictions"][0]["score"] for r in report["images"] if not r["correct"]]
+    assert report["suggested_threshold"] == pytest.approx((np.mean(hits) + np.mean(misses)) / 2)
+    assert red["mean_score_misses"] == pytest.approx(misses[0])
+
+
+def test_evaluation_text_report_warns_about_wrong_images(trained_model, eval_folder):
+    result = label_image(trained_model, f"--image_dir={eval_folder}", "--evaluate")
+    assert result.returncode == 0
+    assert "WARNING: top label 'blue ones' is wrong, expected 'red things'" in result.stdout
+    assert "Accuracy: 0.8750 (8 images)" in result.stdout
+    assert "Confusion matrix" in result.stdout and "Suggested score threshold" in result.stdout
+
+
+def test_min_accuracy_gate(trained_model, eval_folder):
+    passing = label_image(trained_model, f"--image_dir={eval_folder}", "--evaluate", "--min_accuracy=0.85")
+    assert passing.returncode == 0
+    failing = label_image(trained_model, f"--image_dir={eval_folder}", "--evaluate", "--min_accuracy=0.9")
+    assert failing.returncode == 1
+    assert "accuracy 0.8750 is below --min_accuracy 0.9" in failing.stderr
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--image=x.jpg"], 2, "--graph is required"),
+        (["--graph=g.pb", "--image=x.jpg"], 2, "--labels is required"),
+        (["--graph=g.pb", "--labels=l.txt"], 2, "name images"),
+        (["--graph=g.pb", "--labels=l.txt", "--image=x", "--min_accuracy=0.5"], 2, "--min_accuracy needs --evaluate"),
+        (["--graph=g.pb", "--labels=l.txt", "--image=x", "--output_format=xml"], 2, "output_format"),
+    ],
+)
+def test_usage_errors(args, code, message):
+    result = run_tool("label-image", *args)
+    assert result.returncode == code
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_files_and_wrong_layers(trained_model, image_folder, tmp_path):
+    image = some_image(image_folder)
+    missing_graph = run_tool("label-image", f"--graph={tmp_path}/none.pb", f"--labels={trained_model['labels']}", f"--image={image}")
+    assert missing_graph.returncode == 1 and "not found" in missing_graph.stderr
+    missing_labels = run_tool("label-image", f"--graph={trained_model['graph']}", f"--labels={tmp_path}/none.txt", f"--image={image}")
+    assert missing_labels.returncode == 1 and "Cannot read labels file" in missing_labels.stderr
+    wrong_layer = label_image(trained_model, f"--image={image}", "--input_layer=input")
+    assert wrong_layer.returncode == 1
+    assert "no input layer 'input'" in wrong_layer.stderr and "Placeholder" in wrong_layer.stderr
+    short_labels = tmp_path / "labels.txt"
+    short_labels.write_text("a\nb\n")
+    mismatch = run_tool("label-image", f"--graph={trained_model['graph']}", f"--labels={short_labels}", f"--image={image}")
+    assert mismatch.returncode == 1 and "has 2 labels but the graph's output has 3" in mismatch.stderr
+    for result in (missing_graph, missing_labels, wrong_layer, mismatch):
+        assert "Traceback" not in result.stderr
+
+
+def test_help_lists_flags_and_exit_codes():
+    result = run_tool("label-image", "--help")
+    assert result.returncode == 0
+    for flag in ("graph", "labels", "image", "image_dir", "input_layer", "output_layer", "input_height",
+                 "input_width", "input_mean", "input_std", "top_k", "output_format", "min_accuracy", "batch_size"):
+        assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
+    assert "--[no]evaluate" in result.stdout
+    assert "Exit status" in result.stdout
