@@ -9,7 +9,7 @@ feature-vector SavedModel with 24x24 input). Real work uses a real module instea
 import argparse
 import os
 
-from retrain import testing
+from retrain import cli, testing
 
 
 def main() -> None:
@@ -17,6 +17,8 @@ def main() -> None:
     parser.add_argument("directory", help="where to write images/ and module/")
     parser.add_argument("--images_per_class", type=int, default=40)
     args = parser.parse_args()
+    cli.quiet_tensorflow()
+    cli.import_tensorflow_quietly(verbose=False)
     images = os.path.join(args.directory, "images")
     module = os.path.join(args.directory, "module")
     testing.make_image_folder(
