@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 
 from retrain import atomic, batching
+from retrain.errors import Interrupted
 from retrain.image_lists import CATEGORIES
 from retrain.progress import Progress
 
@@ -176,24 +177,33 @@ def load_or_compute(
     if missing:
         logging.info("Computing %d bottlenecks (%d found in the cache).", len(missing), len(entries) - len(missing))
     processed = len(entries) - len(missing)
-    with Progress(len(missing), "Computing bottlenecks") as progress:
-        paths = [entries[i].image_path for i in missing]
-        for positions, batch, errors in batching.decoded_batches(paths, load_image, batch_size, workers):
-            for position, error in errors:
-                logging.warning("Skipping %s", error)
-                failed.append((paths[position], error))
-            if batch is not None:
-                features = np.asarray(extract(batch), dtype=np.float32)
-                for position, vector in zip(positions, features):
-                    entry = entries[missing[position]]
-                    logging.debug("Creating bottleneck at %s", entry.cache_path)
-                    write_bottleneck(entry.cache_path, vector)
-                    values[missing[position]] = vector
-            done = len(positions) + len(errors)
-            progress.update(done)
-            before, processed = processed, processed + done
-            if processed // 100 > before // 100:
-                logging.info("%d bottleneck files created.", processed // 100 * 100)
+    written = 0
+    try:
+        with Progress(len(missing), "Computing bottlenecks") as progress:
+            paths = [entries[i].image_path for i in missing]
+            for positions, batch, errors in batching.decoded_batches(paths, load_image, batch_size, workers):
+                for position, error in errors:
+                    logging.warning("Skipping %s", error)
+                    failed.append((paths[position], error))
+                if batch is not None:
+                    features = np.asarray(extract(batch), dtype=np.float32)
+                    for position, vector in zip(positions, features):
+                        entry = entries[missing[position]]
+                        logging.debug("Creating bottleneck at %s", entry.cache_path)
+                        write_bottleneck(entry.cache_path, vector)
+                        values[missing[position]] = vector
+                        written += 1
+                done = len(positions) + len(errors)
+                progress.update(done)
+                before, processed = processed, processed + done
+                if processed // 100 > before // 100:
+                    logging.info("%d bottleneck files created.", processed // 100 * 100)
+    except KeyboardInterrupt as e:
+        cached = len(entries) - len(missing) + written
+        raise Interrupted(
+            f"Interrupted: {cached} of {len(entries)} bottlenecks are cached in {bottleneck_dir}; "
+            "run the same command again to resume."
+        ) from e
     sets = {}
     for category in CATEGORIES:
         chosen = [i for i, e in enumerate(entries) if e.category == category and values[i] is not None]
@@ -205,6 +215,6 @@ def load_or_compute(
     return Bottlenecks(
         sets=sets,
         failed_images=failed,
-        computed=len(missing) - len(failed),
+        computed=written,
         reused=len(entries) - len(missing),
     )

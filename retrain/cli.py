@@ -104,8 +104,8 @@ def run_guarded(program: str, body) -> int:
         if logging.level_debug():
             traceback.print_exc()
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print(f"\n{program}: interrupted.", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"\n{program}: {e or 'interrupted.'}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # A bug: say so in one line, show details only on request.
         logging.error(

@@ -14,3 +14,7 @@ class ImageError(Exception):
 
     Runs skip such a file with a warning instead of stopping.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during long work; the message says what was kept and how to resume."""

@@ -8,6 +8,7 @@ through their ``image_feature_vector`` or ``default`` signature.
 
 import dataclasses
 import os
+import socket
 from typing import Callable
 
 import tensorflow as tf
@@ -16,6 +17,9 @@ from retrain import config
 from retrain.errors import UserError
 
 _TF1_SIGNATURES = ("image_feature_vector", "default")
+
+# Per network operation (connect, each read) while resolving a URL, not for the whole download.
+_NETWORK_TIMEOUT_SECONDS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +97,9 @@ def _load(handle: str):
             f"TF-Hub module '{handle}' not found: pass a module URL, or a local "
             "directory holding an unpacked module, with --tfhub_module."
         )
+    previous_timeout = socket.getdefaulttimeout()
+    # Without a timeout an unreachable host can hang a download for minutes.
+    socket.setdefaulttimeout(_NETWORK_TIMEOUT_SECONDS)
     try:
         return hub.load(handle)
     except Exception as e:  # Network, format and file errors all end the run the same way.
@@ -101,6 +108,8 @@ def _load(handle: str):
             "and pass its directory with --tfhub_module, or set TFHUB_CACHE_DIR to a "
             "cache that holds it."
         ) from e
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
 
 
 def _find_image_call(module, handle: str):
