@@ -178,6 +178,15 @@ def load_or_compute(
         logging.info("Computing %d bottlenecks (%d found in the cache).", len(missing), len(entries) - len(missing))
     processed = len(entries) - len(missing)
     written = 0
+
+    def write_batch(items):
+        for path, vector in items:
+            logging.debug("Creating bottleneck at %s", path)
+            write_bottleneck(path, vector)
+
+    # Files are written on another thread while the module runs on the next batch.
+    writer = concurrent.futures.ThreadPoolExecutor(1)
+    pending_writes = []
     try:
         with Progress(len(missing), "Computing bottlenecks") as progress:
             paths = [entries[i].image_path for i in missing]
@@ -187,23 +196,28 @@ def load_or_compute(
                     failed.append((paths[position], error))
                 if batch is not None:
                     features = np.asarray(extract(batch), dtype=np.float32)
+                    items = []
                     for position, vector in zip(positions, features):
-                        entry = entries[missing[position]]
-                        logging.debug("Creating bottleneck at %s", entry.cache_path)
-                        write_bottleneck(entry.cache_path, vector)
                         values[missing[position]] = vector
-                        written += 1
+                        items.append((entries[missing[position]].cache_path, vector))
+                    pending_writes.append(writer.submit(write_batch, items))
+                    written += len(items)
                 done = len(positions) + len(errors)
                 progress.update(done)
                 before, processed = processed, processed + done
                 if processed // 100 > before // 100:
                     logging.info("%d bottleneck files created.", processed // 100 * 100)
+        for future in pending_writes:
+            future.result()  # Raises a write error here, in this thread.
     except KeyboardInterrupt as e:
+        writer.shutdown(wait=True)  # Finish the writes already queued: they are counted.
         cached = len(entries) - len(missing) + written
         raise Interrupted(
             f"Interrupted: {cached} of {len(entries)} bottlenecks are cached in {bottleneck_dir}; "
             "run the same command again to resume."
         ) from e
+    finally:
+        writer.shutdown(wait=True)
     sets = {}
     for category in CATEGORIES:
         chosen = [i for i, e in enumerate(entries) if e.category == category and values[i] is not None]

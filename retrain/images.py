@@ -107,8 +107,14 @@ def to_module_input(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
       float32 [height, width, 3] in [0, 1]: scaled to [0, 1] first, then resized
       without keeping the aspect ratio.
     """
+    return _scale_and_resize(pixels, tf.constant([height, width])).numpy()
+
+
+@tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int32)])
+def _scale_and_resize(pixels, size):
+    # One compiled call instead of two eager ops: it runs once per image.
     scaled = tf.image.convert_image_dtype(pixels, tf.float32)
-    return resize_bilinear_v1(scaled[tf.newaxis], height, width)[0].numpy()
+    return resize_bilinear_v1(scaled[tf.newaxis], size[0], size[1])[0]
 
 
 def to_graph_input(

@@ -1,0 +1,170 @@
+"""Measures where a retrain run spends its time, offline, in one process.
+
+  python scripts/benchmark.py [--images 200] [--module DIR] [--quick] [--json out.json]
+
+Builds (unless --module names a real one) a feature-vector module with the real
+Inception v3 architecture and random weights (same compute as tfhub.dev's), writes
+synthetic JPEGs of realistic sizes (300-640 px), then measures:
+
+  forward        the module alone on pre-decoded tensors, best batch size (images/s)
+  cold           bottleneck extraction from files to cache, end to end (images/s),
+                 and its ratio to forward
+  warm           reloading every bottleneck from the full cache (s; forward passes: 0)
+  training       4,000 steps of batch 100 on in-memory bottlenecks (s)
+  label_image    classifying the folder with the exported frozen graph (images/s),
+                 and its ratio to forward at the same batch size
+  peak_rss       the process's peak resident memory (MiB)
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def _forward_rate(extract, height, width, batch_size, seconds):
+    """Images/s of extract on random float32 batches, after one warm-up call."""
+    batch = np.random.default_rng(0).random((batch_size, height, width, 3), np.float32)
+    extract(batch)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        np.asarray(extract(batch))
+        count += batch_size
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200, help="synthetic images to write (split over 4 classes)")
+    parser.add_argument("--module", help="a local module directory to use instead of the random Inception v3")
+    parser.add_argument("--quick", action="store_true", help="a short run: 48 images, short forward timings")
+    parser.add_argument("--batch_sizes", default="8,16,32,64", help="batch sizes tried for the forward rate")
+    parser.add_argument("--bottleneck_batch_size", type=int, default=None, help="extraction batch (default: best)")
+    parser.add_argument("--decode_threads", type=int, default=None, help="decoding threads (default: one per core)")
+    parser.add_argument("--steps", type=int, default=4000, help="training steps to time")
+    parser.add_argument("--json", help="also write the figures here as JSON")
+    parser.add_argument("--workdir", help="keep images, module and cache here instead of a temporary folder")
+    args = parser.parse_args()
+    if args.quick:
+        args.images = min(args.images, 48)
+
+    from retrain import cli
+
+    cli.quiet_tensorflow()
+    cli.import_tensorflow_quietly(verbose=False)
+    import tensorflow as tf
+
+    from retrain import bottlenecks, export, hub_module, image_lists, images, inference, testing, train
+    from retrain.config import TrainConfig
+
+    workdir = args.workdir or tempfile.mkdtemp(prefix="retrain-benchmark-")
+    module = args.module or os.path.join(workdir, "inception_v3_random")
+    if not args.module and not os.path.exists(os.path.join(module, "saved_model.pb")):
+        print("Building the Inception v3 module (random weights)...", file=sys.stderr)
+        testing.build_inception_v3_module(module)
+    image_dir = os.path.join(workdir, "images")
+    classes = ("a", "b", "c", "d")
+    if not os.path.isdir(image_dir):
+        print(f"Writing {args.images} JPEGs...", file=sys.stderr)
+        testing.make_image_folder(
+            image_dir, class_names=classes, images_per_class=args.images // len(classes), min_size=300, max_size=640
+        )
+    figures = {"machine": f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}", "images": args.images}
+
+    extractor = hub_module.load_feature_extractor(module)
+    height, width = extractor.height, extractor.width
+    seconds = 3.0 if args.quick else 10.0
+    rates = {}
+    for size in (int(s) for s in args.batch_sizes.split(",")):
+        rates[size] = _forward_rate(extractor.extract, height, width, size, seconds)
+        print(f"forward batch {size}: {rates[size]:.2f} images/s", file=sys.stderr)
+    best_batch = max(rates, key=rates.get)
+    figures["forward_images_per_s"] = rates[best_batch]
+    figures["forward_by_batch"] = rates
+    figures["forward_best_batch"] = best_batch
+
+    lists = image_lists.create_image_lists(image_dir, 10, 10)
+    count = sum(len(v[c]) for v in lists.values() for c in image_lists.CATEGORIES)
+    cache_dir = os.path.join(workdir, "cache")
+    calls = []
+
+    def extract(batch):
+        calls.append(len(batch))
+        return extractor.extract(tf.constant(batch)).numpy()
+
+    def run_cache():
+        return bottlenecks.load_or_compute(
+            image_lists=lists, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle=module,
+            dim=extractor.feature_dim,
+            load_image=lambda p: images.to_module_input(images.read_image(p), height, width),
+            extract=extract, batch_size=args.bottleneck_batch_size or best_batch,
+            workers=args.decode_threads,
+        )
+
+    import shutil
+
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    start = time.perf_counter()
+    cache = run_cache()
+    cold = time.perf_counter() - start
+    figures["cold_images_per_s"] = count / cold
+    # The forward rate drifts a little over a run: compare with its mean before and after.
+    after = _forward_rate(extractor.extract, height, width, best_batch, seconds)
+    figures["forward_images_per_s_after"] = after
+    reference = (figures["forward_images_per_s"] + after) / 2
+    figures["cold_ratio_to_forward"] = figures["cold_images_per_s"] / reference
+    calls.clear()
+    start = time.perf_counter()
+    run_cache()
+    figures["warm_reload_s"] = time.perf_counter() - start
+    figures["warm_forward_passes"] = len(calls)
+    figures["warm_bottlenecks"] = count
+
+    # Training on bottlenecks of the module's real size; 4,000 steps, batch 100.
+    config = TrainConfig(how_many_training_steps=args.steps)
+    start = time.perf_counter()
+    train.train(sets=cache.sets, class_count=len(classes), train_config=config, seed=0)
+    figures["training_s"] = time.perf_counter() - start
+    figures["training_steps"] = args.steps
+
+    graph_path = os.path.join(workdir, "graph.pb")
+    dim = extractor.feature_dim
+    exporter = export.GraphExporter(extractor, len(classes), "final_result")
+    exporter.write(graph_path, np.zeros((dim, len(classes)), np.float32), np.zeros(len(classes), np.float32))
+    classifier = inference.load_classifier(graph_path)
+    paths, _ = inference.find_images([image_dir])
+    label_batch = 32
+    list(inference.classify_files(classifier, paths[:label_batch], mean=0, std=255, batch_size=label_batch))
+    start = time.perf_counter()
+    for _ in inference.classify_files(classifier, paths, mean=0, std=255, batch_size=label_batch):
+        pass
+    figures["label_image_images_per_s"] = len(paths) / (time.perf_counter() - start)
+    graph_forward = _forward_rate(classifier.scores, height, width, label_batch, seconds)
+    figures["label_image_forward_images_per_s"] = graph_forward
+    figures["label_image_ratio_to_forward"] = figures["label_image_images_per_s"] / graph_forward
+    figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    rows = [
+        ("forward (best batch %d)" % best_batch,
+         f"{figures['forward_images_per_s']:.2f} images/s (after extraction: {after:.2f})"),
+        ("cold extraction", f"{figures['cold_images_per_s']:.2f} images/s ({figures['cold_ratio_to_forward']:.3f} of forward)"),
+        ("warm reload", f"{figures['warm_reload_s']:.3f} s for {count} bottlenecks, {len(calls)} forward passes"),
+        (f"training {args.steps} steps", f"{figures['training_s']:.2f} s"),
+        ("label-image folder", f"{figures['label_image_images_per_s']:.2f} images/s ({figures['label_image_ratio_to_forward']:.3f} of its forward {graph_forward:.2f})"),
+        ("peak RSS", f"{figures['peak_rss_mib']:.0f} MiB"),
+    ]
+    print(f"\n{figures['machine']}, {count} images")
+    for name, value in rows:
+        print(f"{name:<28} {value}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
