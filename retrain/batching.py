@@ -15,19 +15,22 @@ from retrain.errors import ImageError
 
 
 def decoded_batches(
-    paths: Sequence[str],
-    load_image: Callable[[str], np.ndarray],
+    items: Sequence,
+    load_image: Callable[[object], np.ndarray],
     batch_size: int,
     workers: int,
 ) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
-    """Yields (positions, stacked images or None, [(position, error)]) per batch of paths.
+    """Yields (positions, stacked images or None, [(position, error)]) per batch of items.
+
+    load_image turns one item (a path, or anything that names an image) into an
+    array, or raises ImageError.
 
     Decoding runs ahead on a thread pool by at most two batches, so memory stays
     bounded however many images there are.
     """
-    def load(path):
+    def load(item):
         try:
-            return load_image(path), None
+            return load_image(item), None
         except ImageError as e:
             return None, str(e)
 
@@ -35,10 +38,10 @@ def decoded_batches(
         pending: list[concurrent.futures.Future] = []
         next_index = 0
         try:
-            for start in range(0, len(paths), batch_size):
-                stop = min(start + batch_size, len(paths))
-                while next_index < min(len(paths), stop + 2 * batch_size):
-                    pending.append(pool.submit(load, paths[next_index]))
+            for start in range(0, len(items), batch_size):
+                stop = min(start + batch_size, len(items))
+                while next_index < min(len(items), stop + 2 * batch_size):
+                    pending.append(pool.submit(load, items[next_index]))
                     next_index += 1
                 positions, images, errors = [], [], []
                 for position in range(start, stop):

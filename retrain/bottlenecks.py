@@ -118,11 +118,49 @@ class Bottlenecks:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Entry:
+class CacheEntry:
+    """One bottleneck to have: which image, which set, and where it is cached.
+
+    copy_index is None for the plain bottleneck of an image, or the number of one of
+    its distorted copies.
+    """
+
     label_index: int
     category: str
     image_path: str
+    relative_path: str
     cache_path: str
+    copy_index: int | None = None
+
+
+def cache_entries(
+    *,
+    image_lists: dict,
+    image_dir: str,
+    bottleneck_dir: str,
+    module_handle: str,
+    categories=_CACHE_ORDER,
+    copies: int = 0,
+    copy_tag: str = "",
+) -> list[CacheEntry]:
+    """The entries for the listed images of the given categories, in retrain.py's order.
+
+    With copies > 0, each image gets that many entries instead, one per distorted
+    copy, cached as ``<image>_<module>_<copy_tag>-copy<k>.txt`` beside the plain ones.
+    """
+    entries = []
+    for label_index, lists in enumerate(image_lists.values()):
+        for category in categories:
+            for file_name in lists[category]:
+                image_path = os.path.join(image_dir, lists["dir"], file_name)
+                relative_path = os.path.join(lists["dir"], file_name)
+                plain = bottleneck_path(bottleneck_dir, lists["dir"], file_name, module_handle)
+                if not copies:
+                    entries.append(CacheEntry(label_index, category, image_path, relative_path, plain))
+                for k in range(copies):
+                    cache_path = f"{plain[:-len('.txt')]}_{copy_tag}-copy{k}.txt"
+                    entries.append(CacheEntry(label_index, category, image_path, relative_path, cache_path, k))
+    return entries
 
 
 def load_or_compute(
@@ -136,6 +174,7 @@ def load_or_compute(
     extract: Callable[[np.ndarray], np.ndarray],
     batch_size: int,
     workers: int | None = None,
+    categories=_CACHE_ORDER,
 ) -> Bottlenecks:
     """Reads every listed image's bottleneck from the cache, computing what is missing.
 
@@ -146,34 +185,52 @@ def load_or_compute(
       module_handle: the --tfhub_module string (part of the cache file names).
       dim: the module's feature count; cache files of another length are rebuilt.
       load_image: image path -> float32 [height, width, 3] module input. Raises
-        images.ImageError for a file that is not a usable image.
+        ImageError for a file that is not a usable image.
       extract: float32 [batch, height, width, 3] -> float32 [batch, dim].
       batch_size: images per call of extract.
       workers: threads for reading and decoding; default: one per CPU.
+      categories: the sets to load; the others come back empty.
 
     Returns:
       Bottlenecks whose sets hold, per category, the usable images in class order.
       Images that failed to decode are left out of every set and listed with the
       reason in failed_images; each is warned about as it is found.
     """
-    entries = []
-    for label_index, lists in enumerate(image_lists.values()):
-        for category in _CACHE_ORDER:
-            for file_name in lists[category]:
-                entries.append(
-                    _Entry(
-                        label_index,
-                        category,
-                        os.path.join(image_dir, lists["dir"], file_name),
-                        bottleneck_path(bottleneck_dir, lists["dir"], file_name, module_handle),
-                    )
-                )
+    entries = cache_entries(
+        image_lists=image_lists,
+        image_dir=image_dir,
+        bottleneck_dir=bottleneck_dir,
+        module_handle=module_handle,
+        categories=categories,
+    )
+    return load_or_compute_entries(
+        entries,
+        dim=dim,
+        load_entry=lambda entry: load_image(entry.image_path),
+        extract=extract,
+        batch_size=batch_size,
+        workers=workers,
+        bottleneck_dir=bottleneck_dir,
+    )
+
+
+def load_or_compute_entries(
+    entries: list[CacheEntry],
+    *,
+    dim: int,
+    load_entry: Callable[[CacheEntry], np.ndarray],
+    extract: Callable[[np.ndarray], np.ndarray],
+    batch_size: int,
+    bottleneck_dir: str,
+    workers: int | None = None,
+) -> Bottlenecks:
+    """load_or_compute for explicit entries; load_entry gives an entry's module input."""
     workers = workers or os.cpu_count() or 1
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         cached = list(pool.map(lambda e: read_cached(e.cache_path, e.image_path, dim), entries))
     values: list[np.ndarray | None] = list(cached)
     missing = [i for i, v in enumerate(cached) if v is None]
-    failed: list[tuple[str, str]] = []
+    failed: dict[str, str] = {}
     if missing:
         logging.info("Computing %d bottlenecks (%d found in the cache).", len(missing), len(entries) - len(missing))
     processed = len(entries) - len(missing)
@@ -189,17 +246,18 @@ def load_or_compute(
     pending_writes = []
     try:
         with Progress(len(missing), "Computing bottlenecks") as progress:
-            paths = [entries[i].image_path for i in missing]
-            for positions, batch, errors in batching.decoded_batches(paths, load_image, batch_size, workers):
+            todo = [entries[i] for i in missing]
+            for positions, batch, errors in batching.decoded_batches(todo, load_entry, batch_size, workers):
                 for position, error in errors:
-                    logging.warning("Skipping %s", error)
-                    failed.append((paths[position], error))
+                    if todo[position].image_path not in failed:
+                        logging.warning("Skipping %s", error)
+                        failed[todo[position].image_path] = error
                 if batch is not None:
                     features = np.asarray(extract(batch), dtype=np.float32)
                     items = []
                     for position, vector in zip(positions, features):
                         values[missing[position]] = vector
-                        items.append((entries[missing[position]].cache_path, vector))
+                        items.append((todo[position].cache_path, vector))
                     pending_writes.append(writer.submit(write_batch, items))
                     written += len(items)
                 done = len(positions) + len(errors)
@@ -211,9 +269,9 @@ def load_or_compute(
             future.result()  # Raises a write error here, in this thread.
     except KeyboardInterrupt as e:
         writer.shutdown(wait=True)  # Finish the writes already queued: they are counted.
-        cached = len(entries) - len(missing) + written
+        cached_count = len(entries) - len(missing) + written
         raise Interrupted(
-            f"Interrupted: {cached} of {len(entries)} bottlenecks are cached in {bottleneck_dir}; "
+            f"Interrupted: {cached_count} of {len(entries)} bottlenecks are cached in {bottleneck_dir}; "
             "run the same command again to resume."
         ) from e
     finally:
@@ -228,7 +286,7 @@ def load_or_compute(
         )
     return Bottlenecks(
         sets=sets,
-        failed_images=failed,
+        failed_images=list(failed.items()),
         computed=written,
         reused=len(entries) - len(missing),
     )

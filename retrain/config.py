@@ -43,6 +43,9 @@ class DistortionConfig:
     random_crop: int = 0
     random_scale: int = 0
     random_brightness: int = 0
+    # > 0: train on this many distorted copies of each image, computed once and cached,
+    # instead of distorting anew at every step.
+    distorted_copies: int = 0
 
     @property
     def enabled(self) -> bool:

@@ -13,7 +13,7 @@ import shutil
 import tensorflow as tf
 from absl import logging
 
-from retrain import atomic, bottlenecks, export, hub_module, image_lists, images, train
+from retrain import atomic, bottlenecks, distortions, export, hub_module, image_lists, images, train
 from retrain.config import RetrainConfig
 from retrain.errors import UserError
 
@@ -63,6 +63,83 @@ def prepare_summaries_dir(summaries_dir: str) -> None:
     os.makedirs(summaries_dir, exist_ok=True)
 
 
+def _bottlenecks(config: RetrainConfig, lists: dict, extractor, seed: int):
+    """The bottleneck sets for training, and what was skipped.
+
+    Without distortions every set comes from the cache. With them, validation and
+    testing still do (undistorted, as in retrain.py); training comes from cached
+    distorted copies (--distorted_copies) or from batches distorted at every step.
+
+    Returns:
+      (sets, failed images [(path, reason)], a DistortedBatches for train() or None).
+    """
+    height, width = extractor.height, extractor.width
+    distort = config.distortions
+
+    def extract(batch):
+        return extractor.extract(tf.constant(batch)).numpy()
+
+    common = dict(
+        image_dir=config.image_dir,
+        bottleneck_dir=config.bottleneck_dir,
+        module_handle=config.tfhub_module,
+    )
+    cache = bottlenecks.load_or_compute(
+        image_lists=lists,
+        **common,
+        dim=extractor.feature_dim,
+        load_image=lambda path: images.to_module_input(images.read_image(path), height, width),
+        extract=extract,
+        batch_size=config.bottleneck_batch_size,
+        categories=("testing", "validation") if distort.enabled else ("training", "testing", "validation"),
+    )
+    sets, failed = dict(cache.sets), list(cache.failed_images)
+    if not distort.enabled:
+        return sets, failed, None
+    distorter = distortions.Distorter(distort, height, width)
+    if distort.distorted_copies:
+        logging.info("Using %d cached distorted copies of each training image.", distort.distorted_copies)
+        entries = bottlenecks.cache_entries(
+            image_lists=lists,
+            **common,
+            categories=("training",),
+            copies=distort.distorted_copies,
+            copy_tag=distortions.settings_tag(distort),
+        )
+        copies = bottlenecks.load_or_compute_entries(
+            entries,
+            dim=extractor.feature_dim,
+            load_entry=lambda e: distorter(
+                images.read_image(e.image_path), distortions.copy_seed(e.relative_path, e.copy_index)
+            ),
+            extract=extract,
+            batch_size=config.bottleneck_batch_size,
+            bottleneck_dir=config.bottleneck_dir,
+        )
+        sets["training"] = copies.sets["training"]
+        return sets, failed + copies.failed_images, None
+    logging.info("Distorting training images at every step (slow: a module pass per sample).")
+    paths, labels = [], []
+    for label_index, image_list in enumerate(lists.values()):
+        for file_name in image_list["training"]:
+            paths.append(os.path.join(config.image_dir, image_list["dir"], file_name))
+            labels.append(label_index)
+    workers = os.cpu_count() or 1
+    kept, positions, training_failed = distortions.decode_training_images(
+        paths, budget_bytes=distortions.memory_budget_bytes(), workers=workers
+    )
+    batches = distortions.DistortedBatches(
+        images=kept,
+        labels=[labels[i] for i in positions],
+        distorter=distorter,
+        extract=extract,
+        batch_size=config.train.train_batch_size,
+        seed=seed,
+        workers=workers,
+    )
+    return sets, failed + training_failed, batches
+
+
 def run(config: RetrainConfig) -> RetrainResult:
     """Retrains a classifier on config.image_dir and writes the configured outputs.
 
@@ -72,8 +149,6 @@ def run(config: RetrainConfig) -> RetrainResult:
     """
     if not config.image_dir:
         raise UserError("Must set flag --image_dir.")
-    if config.distortions.enabled:
-        raise UserError("Distortions are not supported yet; rerun without them.")
     seed = config.train.random_seed
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
@@ -91,18 +166,8 @@ def run(config: RetrainConfig) -> RetrainResult:
     logging.info(
         "Using module %s with image size %dx%d.", config.tfhub_module, extractor.height, extractor.width
     )
-    height, width = extractor.height, extractor.width
-    cache = bottlenecks.load_or_compute(
-        image_lists=lists,
-        image_dir=config.image_dir,
-        bottleneck_dir=config.bottleneck_dir,
-        module_handle=config.tfhub_module,
-        dim=extractor.feature_dim,
-        load_image=lambda path: images.to_module_input(images.read_image(path), height, width),
-        extract=lambda batch: extractor.extract(tf.constant(batch)).numpy(),
-        batch_size=config.bottleneck_batch_size,
-    )
-    training_classes = len(set(cache.sets["training"].labels.tolist()))
+    sets, failed_images, batch_source = _bottlenecks(config, lists, extractor, seed)
+    training_classes = len(set(sets["training"].labels.tolist())) if batch_source is None else len(batch_source.by_class)
     if training_classes < 2:
         raise UserError(
             f"Only {training_classes} class(es) have training images under {config.image_dir}; "
@@ -121,13 +186,14 @@ def run(config: RetrainConfig) -> RetrainResult:
     if out.summaries_dir:
         prepare_summaries_dir(out.summaries_dir)
     result = train.train(
-        sets=cache.sets,
+        sets=sets,
         class_count=len(labels),
         train_config=config.train,
         seed=seed,
         summaries_dir=out.summaries_dir,
         intermediate_store_frequency=out.intermediate_store_frequency,
         on_intermediate=store_intermediate,
+        batch_source=batch_source,
     )
     export.write_checkpoint(out.checkpoint_path, result.weights, result.biases)
     if result.test_accuracy is None:
@@ -146,15 +212,15 @@ def run(config: RetrainConfig) -> RetrainResult:
     if out.saved_model_dir:
         export.write_saved_model(out.saved_model_dir, extractor, result.weights, result.biases)
         logging.info("SavedModel written to %s", out.saved_model_dir)
-    if cache.failed_images:
-        logging.warning("Skipped %d file(s) that are not readable images:", len(cache.failed_images))
-        for path, reason in cache.failed_images:
+    if failed_images:
+        logging.warning("Skipped %d file(s) that are not readable images:", len(failed_images))
+        for path, reason in failed_images:
             logging.warning("  %s", reason)
     return RetrainResult(
         labels=labels,
         test_accuracy=result.test_accuracy,
         test_count=result.test_count,
         misclassified=misclassified,
-        failed_images=cache.failed_images,
+        failed_images=failed_images,
         seed=seed,
     )

@@ -97,22 +97,37 @@ _FINAL_TENSOR_NAME = flags.DEFINE_string(
     "The name of the output classification layer in the retrained graph.",
 )
 _FLIP_LEFT_RIGHT = flags.DEFINE_boolean(
-    "flip_left_right", _D.distortions.flip_left_right, "Whether to randomly flip half of the training images horizontally."
+    "flip_left_right",
+    _D.distortions.flip_left_right,
+    "Whether to randomly flip half of the training images horizontally. Any distortion "
+    "flag makes training distort every sample anew through the module (slow, as in "
+    "retrain.py) unless --distorted_copies is set; validation and test images are never distorted.",
 )
 _RANDOM_CROP = flags.DEFINE_integer(
     "random_crop",
     _D.distortions.random_crop,
-    "A percentage determining how much of a margin to randomly crop off the training images.",
+    "A percentage determining how much of a margin to randomly crop off the training images: "
+    "the image is enlarged by (1 + C/100) and a window of the module's size is cut at a "
+    "random place, so each sample keeps 1/(1 + C/100) of each side (50 keeps two thirds).",
 )
 _RANDOM_SCALE = flags.DEFINE_integer(
     "random_scale",
     _D.distortions.random_scale,
-    "A percentage determining how much to randomly scale up the size of the training images by.",
+    "A percentage determining how much to randomly scale up the size of the training images "
+    "by: a further zoom-in by a factor drawn from [1, 1 + S/100).",
 )
 _RANDOM_BRIGHTNESS = flags.DEFINE_integer(
     "random_brightness",
     _D.distortions.random_brightness,
-    "A percentage determining how much to randomly multiply the training image input pixels up or down by.",
+    "A percentage determining how much to randomly multiply the training image input pixels "
+    "up or down by: a factor drawn from [1 - B/100, 1 + B/100), not clipped.",
+)
+_DISTORTED_COPIES = flags.DEFINE_integer(
+    "distorted_copies",
+    _D.distortions.distorted_copies,
+    "With distortion flags: compute K distorted copies of each training image once, cache "
+    "them beside the bottlenecks (named after the copy and the distortion settings) and "
+    "train on those: reruns are then as fast as undistorted ones. 0: distort anew at every step.",
 )
 _TFHUB_MODULE = flags.DEFINE_string(
     "tfhub_module",
@@ -175,6 +190,13 @@ def _check_flags() -> None:
     for holder in (_RANDOM_CROP, _RANDOM_SCALE, _RANDOM_BRIGHTNESS):
         if holder.value < 0:
             raise cli.UsageError(f"--{holder.name} must be 0 or positive, not {holder.value}")
+    if _DISTORTED_COPIES.value < 0:
+        raise cli.UsageError(f"--distorted_copies must be 0 or positive, not {_DISTORTED_COPIES.value}")
+    distorting = _FLIP_LEFT_RIGHT.value or _RANDOM_CROP.value or _RANDOM_SCALE.value or _RANDOM_BRIGHTNESS.value
+    if _DISTORTED_COPIES.value and not distorting:
+        raise cli.UsageError(
+            "--distorted_copies needs a distortion: --flip_left_right, --random_crop, --random_scale or --random_brightness"
+        )
     if _RANDOM_BRIGHTNESS.value > 100:
         raise cli.UsageError(f"--random_brightness must be at most 100, not {_RANDOM_BRIGHTNESS.value}")
     if not _FINAL_TENSOR_NAME.value:
@@ -199,6 +221,7 @@ def _config_from_flags() -> config_lib.RetrainConfig:
             random_crop=_RANDOM_CROP.value,
             random_scale=_RANDOM_SCALE.value,
             random_brightness=_RANDOM_BRIGHTNESS.value,
+            distorted_copies=_DISTORTED_COPIES.value,
         ),
         train=config_lib.TrainConfig(
             how_many_training_steps=_HOW_MANY_TRAINING_STEPS.value,

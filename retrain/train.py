@@ -8,6 +8,7 @@ TensorFlow loop, and classes whose validation or test set is empty are left out 
 those instead of crashing.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -123,8 +124,10 @@ class Trainer:
         train_config: config_lib.TrainConfig,
         seed: int,
         summaries_dir: str = "",
+        batch_source: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
     ):
         self.config = train_config
+        self.batch_source = batch_source
         dim = sets["training"].features.shape[1]
         self.layer = FinalLayer(dim, class_count, seed)
         self.generator = tf.random.Generator.from_seed(seed)
@@ -137,19 +140,23 @@ class Trainer:
             self._train_writer = tf.summary.create_file_writer(os.path.join(summaries_dir, "train"))
             self._validation_writer = tf.summary.create_file_writer(os.path.join(summaries_dir, "validation"))
 
-    def _one_step(self, write_summaries: bool):
-        features, labels = self.training.sample(self.generator, self.config.train_batch_size)
+    def _apply_step(self, features, labels, write_summaries: bool) -> None:
         with tf.GradientTape() as tape:
             logits = self.layer(features)
             loss = _cross_entropy(logits, labels)
         grads = tape.gradient(loss, [self.layer.weights, self.layer.biases])
         if write_summaries:
-            with tf.name_scope("/"):  # Top-level tags, not 'while/...'.
+            with tf.compat.v1.name_scope(None):  # Top-level tags, not "while/...".
                 tf.summary.scalar("cross_entropy", loss, step=self.step)
                 tf.summary.scalar("accuracy", _accuracy(logits, labels), step=self.step)
         self.layer.weights.assign_sub(self.learning_rate * grads[0])
         self.layer.biases.assign_sub(self.learning_rate * grads[1])
-        return features, labels
+        self.step.assign_add(1)
+
+    @tf.function(reduce_retracing=True)
+    def _step_on(self, features, labels):
+        """One step on a batch made outside (distorted images)."""
+        self._apply_step(features, labels, self._train_writer is not None)
 
     @tf.function
     def _run_steps(self, count):
@@ -161,8 +168,8 @@ class Trainer:
             tf.autograph.experimental.set_loop_options(
                 shape_invariants=[(features, tf.TensorShape([None, dim])), (labels, tf.TensorShape([None]))]
             )
-            features, labels = self._one_step(self._train_writer is not None)
-            self.step.assign_add(1)
+            features, labels = self.training.sample(self.generator, self.config.train_batch_size)
+            self._apply_step(features, labels, self._train_writer is not None)
         return features, labels
 
     @tf.function(reduce_retracing=True)
@@ -185,10 +192,14 @@ class Trainer:
                 writer.close()
 
     def run_steps(self, count: int):
-        if self._train_writer is None:
-            return self._run_steps(tf.constant(count))
-        with self._train_writer.as_default():
-            return self._run_steps(tf.constant(count))
+        """Runs count steps; returns the last batch (features, labels)."""
+        with self._train_writer.as_default() if self._train_writer else contextlib.nullcontext():
+            if self.batch_source is None:
+                return self._run_steps(tf.constant(count))
+            for _ in range(count):
+                features, labels = (tf.constant(t) for t in self.batch_source())
+                self._step_on(features, labels)
+            return features, labels
 
     def evaluate_after_step(self, step: int, features, labels) -> None:
         """retrain.py's three log lines (and summaries) for one evaluation step."""
@@ -250,6 +261,7 @@ def train(
     summaries_dir: str = "",
     intermediate_store_frequency: int = 0,
     on_intermediate: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    batch_source: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> TrainResult:
     """Trains the final layer, logging as retrain.py did, and tests it.
 
@@ -261,12 +273,20 @@ def train(
       summaries_dir: where to write TensorBoard 'train' and 'validation' events; '' for none.
       intermediate_store_frequency: call on_intermediate every this many steps (0: never).
       on_intermediate: called with (step, weights [dim, classes], biases [classes]).
+      batch_source: when given, each step trains on the (bottlenecks float32
+        [batch, dim], labels int64 [batch]) it returns instead of sampling
+        sets['training'] (used for distorted images, made anew every step).
 
     Returns:
       The trained weights and the final test result.
     """
     trainer = Trainer(
-        sets=sets, class_count=class_count, train_config=train_config, seed=seed, summaries_dir=summaries_dir
+        sets=sets,
+        class_count=class_count,
+        train_config=train_config,
+        seed=seed,
+        summaries_dir=summaries_dir,
+        batch_source=batch_source,
     )
     if len(sets["validation"]) == 0:
         logging.warning("No validation images: validation accuracy is not reported.")
