@@ -12,6 +12,7 @@ float32 [batch, height, width, 3] to float32 [batch, dim], so this file needs no
 import concurrent.futures
 import dataclasses
 import os
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -50,7 +51,15 @@ def parse_bottleneck(text: str, dim: int | None = None) -> np.ndarray:
     Raises:
       ValueError: a value is not a number, or the count differs from dim.
     """
-    values = np.array(text.split(","), dtype=np.float64).astype(np.float32)
+    with warnings.catch_warnings():
+        # Older numpy warns and returns what it parsed where newer numpy raises.
+        warnings.simplefilter("error")
+        try:
+            values = np.fromstring(text, dtype=np.float32, sep=",")
+        except (ValueError, DeprecationWarning) as e:
+            raise ValueError(f"not a list of numbers: {e}") from e
+    if values.shape[0] == 0:
+        raise ValueError("empty")
     if dim is not None and values.shape[0] != dim:
         raise ValueError(f"expected {dim} values, found {values.shape[0]}")
     return values

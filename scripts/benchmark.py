@@ -9,8 +9,11 @@ synthetic JPEGs of realistic sizes (300-640 px), then measures:
   forward        the module alone on pre-decoded tensors, best batch size (images/s)
   cold           bottleneck extraction from files to cache, end to end (images/s),
                  and its ratio to forward
-  warm           reloading every bottleneck from the full cache (s; forward passes: 0)
+  warm           reloading every bottleneck from the full cache (s; forward passes: 0),
+                 and 4,000 cached bottlenecks of the module's size
   training       4,000 steps of batch 100 on in-memory bottlenecks (s)
+  distorted      one training step of batch 100 with live distortions (s), against one
+                 undistorted step
   label_image    classifying the folder with the exported frozen graph (images/s),
                  and its ratio to forward at the same batch size
   peak_rss       the process's peak resident memory (MiB)
@@ -38,13 +41,46 @@ def _forward_rate(extract, height, width, batch_size, seconds):
     return count / (time.perf_counter() - start)
 
 
+def _warm_reload_time(workdir: str, count: int, dim: int) -> float:
+    """Seconds to load count cached bottlenecks of dim values (image files are stand-ins)."""
+    from retrain import bottlenecks
+
+    root = os.path.join(workdir, f"warm_{count}")
+    image_dir, cache_dir = os.path.join(root, "images"), os.path.join(root, "cache")
+    lists = {}
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        names = [f"{cls}{i:05d}.jpg" for i in range(count // 2)]
+        lists[cls] = {"dir": cls, "training": names, "testing": [], "validation": []}
+        os.makedirs(os.path.join(image_dir, cls), exist_ok=True)
+        for name in names:
+            path = os.path.join(image_dir, cls, name)
+            if not os.path.exists(path):
+                open(path, "wb").close()
+            cache = bottlenecks.bottleneck_path(cache_dir, cls, name, "m")
+            if not os.path.exists(cache):
+                bottlenecks.write_bottleneck(cache, rng.random(dim).astype(np.float32))
+
+    def no_forward(batch):
+        raise AssertionError("a warm cache needs no forward pass")
+
+    start = time.perf_counter()
+    result = bottlenecks.load_or_compute(
+        image_lists=lists, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle="m", dim=dim,
+        load_image=lambda p: None, extract=no_forward, batch_size=32,
+    )
+    elapsed = time.perf_counter() - start
+    assert result.reused == count
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200, help="synthetic images to write (split over 4 classes)")
     parser.add_argument("--module", help="a local module directory to use instead of the random Inception v3")
     parser.add_argument("--quick", action="store_true", help="a short run: 48 images, short forward timings")
     parser.add_argument("--batch_sizes", default="8,16,32,64", help="batch sizes tried for the forward rate")
-    parser.add_argument("--bottleneck_batch_size", type=int, default=None, help="extraction batch (default: best)")
+    parser.add_argument("--bottleneck_batch_size", type=int, default=32, help="extraction batch (retrain's default)")
     parser.add_argument("--decode_threads", type=int, default=None, help="decoding threads (default: one per core)")
     parser.add_argument("--steps", type=int, default=4000, help="training steps to time")
     parser.add_argument("--json", help="also write the figures here as JSON")
@@ -102,7 +138,7 @@ def main() -> None:
             image_lists=lists, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle=module,
             dim=extractor.feature_dim,
             load_image=lambda p: images.to_module_input(images.read_image(p), height, width),
-            extract=extract, batch_size=args.bottleneck_batch_size or best_batch,
+            extract=extract, batch_size=args.bottleneck_batch_size,
             workers=args.decode_threads,
         )
 
@@ -124,6 +160,7 @@ def main() -> None:
     figures["warm_reload_s"] = time.perf_counter() - start
     figures["warm_forward_passes"] = len(calls)
     figures["warm_bottlenecks"] = count
+    figures["warm_reload_4000_s"] = _warm_reload_time(workdir, 4000, extractor.feature_dim)
 
     # Training on bottlenecks of the module's real size; 4,000 steps, batch 100.
     config = TrainConfig(how_many_training_steps=args.steps)
@@ -131,6 +168,29 @@ def main() -> None:
     train.train(sets=cache.sets, class_count=len(classes), train_config=config, seed=0)
     figures["training_s"] = time.perf_counter() - start
     figures["training_steps"] = args.steps
+
+    # One distorted training step (retrain.py's live distortion mode), batch 100.
+    from retrain import distortions
+    from retrain.config import DistortionConfig
+
+    training_paths = cache.sets["training"].image_paths
+    kept, positions, _ = distortions.decode_training_images(
+        training_paths, budget_bytes=distortions.memory_budget_bytes(), workers=os.cpu_count() or 1
+    )
+    batches = distortions.DistortedBatches(
+        images=kept, labels=cache.sets["training"].labels[positions],
+        distorter=distortions.Distorter(
+            DistortionConfig(flip_left_right=True, random_crop=10, random_scale=10, random_brightness=10), height, width
+        ),
+        extract=extract, batch_size=100, seed=0, workers=os.cpu_count() or 1,
+    )
+    batches()
+    distorted_steps = 1 if args.quick else 3
+    start = time.perf_counter()
+    for _ in range(distorted_steps):
+        batches()
+    figures["distorted_step_s"] = (time.perf_counter() - start) / distorted_steps
+    figures["undistorted_step_s"] = figures["training_s"] / args.steps
 
     graph_path = os.path.join(workdir, "graph.pb")
     dim = extractor.feature_dim
@@ -153,8 +213,10 @@ def main() -> None:
         ("forward (best batch %d)" % best_batch,
          f"{figures['forward_images_per_s']:.2f} images/s (after extraction: {after:.2f})"),
         ("cold extraction", f"{figures['cold_images_per_s']:.2f} images/s ({figures['cold_ratio_to_forward']:.3f} of forward)"),
-        ("warm reload", f"{figures['warm_reload_s']:.3f} s for {count} bottlenecks, {len(calls)} forward passes"),
+        ("warm reload", f"{figures['warm_reload_s']:.3f} s for {count} bottlenecks, {figures['warm_forward_passes']} forward passes"),
+        ("warm reload of 4000", f"{figures['warm_reload_4000_s']:.3f} s"),
         (f"training {args.steps} steps", f"{figures['training_s']:.2f} s"),
+        ("distorted training step", f"{figures['distorted_step_s']:.2f} s (undistorted: {figures['undistorted_step_s'] * 1000:.2f} ms)"),
         ("label-image folder", f"{figures['label_image_images_per_s']:.2f} images/s ({figures['label_image_ratio_to_forward']:.3f} of its forward {graph_forward:.2f})"),
         ("peak RSS", f"{figures['peak_rss_mib']:.0f} MiB"),
     ]
