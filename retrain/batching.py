@@ -14,6 +14,14 @@ import numpy as np
 from retrain.errors import ImageError
 
 
+def load_or_error(load_image: Callable[[object], np.ndarray], item) -> tuple[np.ndarray | None, str | None]:
+    """(load_image(item), None), or (None, the message) when it raises ImageError."""
+    try:
+        return load_image(item), None
+    except ImageError as e:
+        return None, str(e)
+
+
 def decoded_batches(
     items: Sequence,
     load_image: Callable[[object], np.ndarray],
@@ -28,12 +36,6 @@ def decoded_batches(
     Decoding runs ahead on a thread pool by at most two batches, so memory stays
     bounded however many images there are.
     """
-    def load(item):
-        try:
-            return load_image(item), None
-        except ImageError as e:
-            return None, str(e)
-
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         pending: list[concurrent.futures.Future] = []
         next_index = 0
@@ -41,7 +43,7 @@ def decoded_batches(
             for start in range(0, len(items), batch_size):
                 stop = min(start + batch_size, len(items))
                 while next_index < min(len(items), stop + 2 * batch_size):
-                    pending.append(pool.submit(load, items[next_index]))
+                    pending.append(pool.submit(load_or_error, load_image, items[next_index]))
                     next_index += 1
                 positions, images, errors = [], [], []
                 for position in range(start, stop):

@@ -18,6 +18,7 @@ cached.
 """
 
 import concurrent.futures
+import functools
 import os
 import zlib
 
@@ -25,8 +26,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from retrain import batching
 from retrain.config import DistortionConfig
-from retrain.errors import ImageError
 from retrain.images import read_image, resize_bilinear_v1
 from retrain.progress import Progress
 
@@ -106,15 +107,9 @@ def decode_training_images(
     kept, positions, failed = [], [], []
     used = 0
 
-    def load(path):
-        try:
-            return read_image(path), None
-        except ImageError as e:
-            return None, str(e)
-
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         with Progress(len(paths), "Decoding training images") as progress:
-            for position, (pixels, error) in enumerate(pool.map(load, paths)):
+            for position, (pixels, error) in enumerate(pool.map(functools.partial(batching.load_or_error, read_image), paths)):
                 progress.update()
                 if error is not None:
                     logging.warning("Skipping %s", error)

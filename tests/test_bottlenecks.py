@@ -108,6 +108,7 @@ def test_sets_hold_labels_in_class_order(tmp_path):
 
 @pytest.mark.parametrize("content", ["1.0,oops,3.0", "", "1.0,2.0"])
 def test_corrupt_or_short_cache_file_is_rebuilt(tmp_path, content, caplog):
+    caplog.set_level("WARNING", logger="absl")
     lists = make_folder(str(tmp_path / "imgs"))
     load(tmp_path, lists, CountingExtract())
     cache_file = bottlenecks.bottleneck_path(str(tmp_path / "cache"), "b", "b2.jpg", "/mods/tiny")
