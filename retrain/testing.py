@@ -20,18 +20,23 @@ PALETTE = (
 )
 
 
-def build_tiny_module(path: str, image_size: int = 24, feature_dim: int = 32, seed: int = 0) -> str:
+def build_tiny_module(
+    path: str, image_size: int = 24, feature_dim: int = 32, seed: int = 0, fixed_size: bool = True
+) -> str:
     """Saves a tiny TF2 feature-vector SavedModel in TF-Hub format at path.
 
     The module maps float32 [batch, image_size, image_size, 3] in [0, 1] to float32
     [batch, feature_dim]: the mean colour of each cell of a 3x3 grid, mixed by a fixed
     random matrix held in a variable (so exporting has a variable to freeze). Colour
-    survives, so colour-coded classes are learnable.
+    survives, so colour-coded classes are learnable. With fixed_size=False the
+    signature accepts any height and width (like modules that need --image_size).
 
     Returns:
       path, for convenience.
     """
     import tensorflow as tf
+
+    size = image_size if fixed_size else None
 
     class TinyFeatureVector(tf.Module):
         def __init__(self):
@@ -40,12 +45,13 @@ def build_tiny_module(path: str, image_size: int = 24, feature_dim: int = 32, se
             mixing = rng.normal(size=(27, feature_dim)) / np.sqrt(27.0)
             self.mixing = tf.Variable(mixing.astype(np.float32), name="mixing")
 
-        @tf.function(
-            input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32)]
-        )
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
         def __call__(self, images):
-            cell = image_size // 3
-            pooled = tf.nn.avg_pool2d(images, cell, cell, "VALID")[:, :3, :3, :]
+            if fixed_size:
+                cell = image_size // 3
+                pooled = tf.nn.avg_pool2d(images, cell, cell, "VALID")[:, :3, :3, :]
+            else:
+                pooled = tf.image.resize(images, [3, 3], method="area")
             return tf.tanh(tf.matmul(tf.reshape(pooled, [-1, 27]) * 2.0 - 1.0, self.mixing))
 
     tf.saved_model.save(TinyFeatureVector(), path)

@@ -149,3 +149,27 @@ def test_no_temporary_files_left_in_cache(tmp_path):
     load(tmp_path, lists, CountingExtract())
     leftovers = [n for _, _, files in os.walk(tmp_path / "cache") for n in files if not n.endswith(".txt")]
     assert leftovers == []
+
+
+def test_two_runs_sharing_a_cache_at_once_leave_it_valid(tmp_path):
+    import threading
+
+    lists = make_folder(str(tmp_path / "imgs"), per_class=40)
+    errors = []
+
+    def run_once():
+        try:
+            load(tmp_path, lists, CountingExtract(), batch_size=3)
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=run_once) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    files = [os.path.join(d, n) for d, _, names in os.walk(tmp_path / "cache") for n in names]
+    assert len(files) == 80
+    for path in files:
+        bottlenecks.parse_bottleneck(open(path).read(), 3)

@@ -111,3 +111,15 @@ def test_labels_file_and_checkpoint(tmp_path):
     reader = tf.train.load_checkpoint(str(tmp_path / "ckpt" / "_retrain_checkpoint"))
     names = {name.split("/")[0] for name in reader.get_variable_to_shape_map()}
     assert {"final_weights", "final_biases"} <= names
+
+
+def test_module_without_fixed_size_uses_image_size_or_299(tmp_path):
+    module = testing.build_tiny_module(str(tmp_path / "any_size"), fixed_size=False)
+    assert hub_module.load_feature_extractor(module).height == 299
+    extractor = hub_module.load_feature_extractor(module, image_size=32)
+    assert (extractor.height, extractor.width, extractor.feature_dim) == (32, 32, 32)
+    graph_def = export.GraphExporter(extractor, 2, "final_result").graph_def(
+        np.zeros((32, 2), np.float32), np.zeros(2, np.float32)
+    )
+    placeholder = next(n for n in graph_def.node if n.name == "Placeholder")
+    assert [d.size for d in placeholder.attr["shape"].shape.dim] == [-1, 32, 32, 3]

@@ -89,3 +89,19 @@ def test_evaluation_metrics_by_hand():
     assert report.suggested_threshold == pytest.approx(((0.9 + 0.8 + 0.7) / 3 + (0.6 + 0.5) / 2) / 2)
     perfect = evaluation.evaluate(np.array([0, 1]), np.array([0, 1]), np.array([0.9, 0.8]), ["a", "b"])
     assert perfect.suggested_threshold is None and perfect.accuracy == 1.0
+
+
+def test_input_size_flags_for_graphs_without_a_fixed_size(tmp_path, images_dir):
+    def build():
+        colour_scores(v1.placeholder(tf.float32, [None, None, None, 3], name="Placeholder"))
+
+    write_graph(str(tmp_path / "any.pb"), build)
+    assert inference.load_classifier(str(tmp_path / "any.pb")).height == 299
+    classifier = inference.load_classifier(str(tmp_path / "any.pb"), height=10, width=12)
+    assert (classifier.height, classifier.width) == (10, 12)
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    image = os.path.join(images_dir, "green", "green_000.jpg")
+    result = run_tool("label-image", f"--graph={tmp_path}/any.pb", f"--labels={tmp_path}/labels.txt",
+                      f"--image={image}", "--input_height=10", "--input_width=12", "--batch_size=1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("green ")

@@ -206,3 +206,15 @@ def test_python_dash_m_works():
 
     result = subprocess.run([sys.executable, "-m", "retrain", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--image_dir" in result.stdout
+
+
+def test_image_size_flag(tmp_path, image_folder):
+    module = testing.build_tiny_module(str(tmp_path / "any_size"), fixed_size=False)
+    result = run_tool("retrain", *retrain_args(tmp_path, image_folder, module, "--image_size=32",
+                                               "--how_many_training_steps=5"))
+    assert result.returncode == 0, result.stderr
+    assert "with image size 32x32" in result.stderr
+    assert classify_with_tf1(tmp_path / "out" / "graph.pb", [os.path.join(image_folder, "green", "green_000.jpg")],
+                             size=32).shape == (1, 3)
+    fixed = run_tool("retrain", *retrain_args(tmp_path, image_folder, module.replace("any_size", "x"), "--image_size=0"))
+    assert fixed.returncode == 2 and "--image_size must be positive" in fixed.stderr
