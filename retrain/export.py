@@ -58,6 +58,11 @@ class GraphExporter:
                 raise RuntimeError(f"node {required} missing from the frozen graph")
         return graph_def
 
+    @property
+    def structure(self) -> tf.compat.v1.GraphDef:
+        """The frozen graph with zero layer weights, for showing its structure (not a copy)."""
+        return self._template
+
     def graph_def(self, weights: np.ndarray, biases: np.ndarray) -> tf.compat.v1.GraphDef:
         """The frozen graph with the given float32 weights [dim, classes] and biases [classes]."""
         graph_def = copy.deepcopy(self._template)

@@ -194,6 +194,7 @@ def run(config: RetrainConfig) -> RetrainResult:
         intermediate_store_frequency=out.intermediate_store_frequency,
         on_intermediate=store_intermediate,
         batch_source=batch_source,
+        graph_def=exporter.structure,
     )
     export.write_checkpoint(out.checkpoint_path, result.weights, result.biases)
     if result.test_accuracy is None:

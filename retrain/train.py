@@ -262,6 +262,7 @@ def train(
     intermediate_store_frequency: int = 0,
     on_intermediate: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     batch_source: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+    graph_def=None,
 ) -> TrainResult:
     """Trains the final layer, logging as retrain.py did, and tests it.
 
@@ -276,6 +277,7 @@ def train(
       batch_source: when given, each step trains on the (bottlenecks float32
         [batch, dim], labels int64 [batch]) it returns instead of sampling
         sets['training'] (used for distorted images, made anew every step).
+      graph_def: a GraphDef shown in TensorBoard's graph tab (the exported graph).
 
     Returns:
       The trained weights and the final test result.
@@ -288,6 +290,9 @@ def train(
         summaries_dir=summaries_dir,
         batch_source=batch_source,
     )
+    if graph_def is not None and trainer._train_writer is not None:
+        with trainer._train_writer.as_default():
+            tf.summary.graph(graph_def)
     if len(sets["validation"]) == 0:
         logging.warning("No validation images: validation accuracy is not reported.")
     steps = train_config.how_many_training_steps

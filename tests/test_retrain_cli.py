@@ -98,6 +98,11 @@ def test_other_artifacts(trained):
     assert (tmp_path / "logs" / "keep.txt").read_text() == "the user's own file"
     assert not (tmp_path / "logs" / "train" / "stale_event").exists()
     assert os.listdir(tmp_path / "logs" / "validation")
+    from tensorboard.backend.event_processing import event_accumulator
+
+    events = event_accumulator.EventAccumulator(str(tmp_path / "logs" / "train"))
+    events.Reload()
+    assert events.Tags()["graph"] is True
     cache_files = [n for _, _, files in os.walk(tmp_path / "bottlenecks") for n in files]
     assert len(cache_files) == 90 and all(n.endswith(".txt") for n in cache_files)
 
