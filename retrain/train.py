@@ -185,6 +185,12 @@ class Trainer:
         tf.summary.histogram("final_retrain_ops/Wx_plus_b/pre_activations", logits, step=step)
         tf.summary.histogram("final_retrain_ops/activations", tf.nn.softmax(logits), step=step)
 
+    def write_graph(self, graph_def) -> None:
+        """Puts graph_def in the train summaries (TensorBoard's graph tab)."""
+        if self._train_writer is not None:
+            with self._train_writer.as_default():
+                tf.summary.graph(graph_def)
+
     def close(self) -> None:
         """Flushes and closes the summary writers."""
         for writer in (self._train_writer, self._validation_writer):
@@ -290,9 +296,8 @@ def train(
         summaries_dir=summaries_dir,
         batch_source=batch_source,
     )
-    if graph_def is not None and trainer._train_writer is not None:
-        with trainer._train_writer.as_default():
-            tf.summary.graph(graph_def)
+    if graph_def is not None:
+        trainer.write_graph(graph_def)
     if len(sets["validation"]) == 0:
         logging.warning("No validation images: validation accuracy is not reported.")
     steps = train_config.how_many_training_steps
