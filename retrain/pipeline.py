@@ -48,6 +48,9 @@ def check_output_locations(config: RetrainConfig) -> None:
     folders = [config.bottleneck_dir, out.summaries_dir]
     if out.intermediate_store_frequency > 0:
         folders.append(out.intermediate_output_graphs_dir)
+    for path in files[:3]:
+        if path and os.path.isdir(path):
+            raise UserError(f"{path} is a directory; give a file name for it.")
     checks = [path for path in files if path] + [os.path.join(d, "x") for d in folders if d]
     for path in checks:
         try:

@@ -180,6 +180,8 @@ def test_missing_module_and_unwritable_output(tmp_path, image_folder, tiny_modul
     )
     assert result.returncode == 1
     assert "Cannot write to" in result.stderr and "Traceback" not in result.stderr
+    result = run_tool("retrain", *retrain_args(tmp_path, image_folder, tiny_module, f"--output_labels={tmp_path}"))
+    assert result.returncode == 1 and "is a directory" in result.stderr
 
 
 def test_small_class_with_empty_sets_still_trains(tmp_path, tiny_module):
