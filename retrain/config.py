@@ -102,8 +102,20 @@ class RetrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LabelImageConfig:
-    """Defaults of `label-image` (TensorFlow's label_image.py, for retrained graphs)."""
+    """Everything one `label-image` run needs (defaults: label_image.py's, for retrained graphs).
 
+    input_height / input_width None: the graph's fixed input size, else 299.
+    min_accuracy None: no gate.
+    """
+
+    graph: str = ""
+    labels: str = ""
+    images: tuple[str, ...] = ()
+    image_dir: str = ""
+    evaluate: bool = False
+    min_accuracy: float | None = None
+    input_height: int | None = None
+    input_width: int | None = None
     input_layer: str = "Placeholder"
     output_layer: str = "final_result"
     input_mean: float = 0.0

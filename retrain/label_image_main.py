@@ -69,6 +69,27 @@ _LOGGING_VERBOSITY = flags.DEFINE_enum(
 )
 
 
+def _config_from_flags(extra_images: list[str]) -> config_lib.LabelImageConfig:
+    _check_flags(extra_images)
+    return config_lib.LabelImageConfig(
+        graph=_GRAPH.value,
+        labels=_LABELS.value,
+        images=tuple(_IMAGE.value) + tuple(extra_images),
+        image_dir=_IMAGE_DIR.value,
+        evaluate=_EVALUATE.value,
+        min_accuracy=_MIN_ACCURACY.value,
+        input_height=_INPUT_HEIGHT.value,
+        input_width=_INPUT_WIDTH.value,
+        input_layer=_INPUT_LAYER.value,
+        output_layer=_OUTPUT_LAYER.value,
+        input_mean=_INPUT_MEAN.value,
+        input_std=_INPUT_STD.value,
+        top_k=_TOP_K.value,
+        batch_size=_BATCH_SIZE.value,
+        output_format=_OUTPUT_FORMAT.value,
+    )
+
+
 def _check_flags(extra_images: list[str]) -> None:
     if not _GRAPH.value:
         raise cli.UsageError("--graph is required")
@@ -146,48 +167,77 @@ def _text_report(evaluation) -> str:
     return "\n".join(lines)
 
 
-def _classify(extra_images: list[str]) -> int:
+def _load_model(config: config_lib.LabelImageConfig):
+    """(labels, classifier), checked against each other."""
+    from retrain import inference
+    from retrain.errors import UserError
+
+    labels = inference.read_labels(config.labels)
+    classifier = inference.load_classifier(
+        config.graph,
+        input_layer=config.input_layer,
+        output_layer=config.output_layer,
+        height=config.input_height,
+        width=config.input_width,
+    )
+    if classifier.class_count is not None and classifier.class_count != len(labels):
+        raise UserError(
+            f"{config.labels} has {len(labels)} labels but the graph's output has {classifier.class_count} classes."
+        )
+    return labels, classifier
+
+
+class _StreamPrinter:
+    """Prints each image's result as it comes, in text or csv (json waits for the end)."""
+
+    def __init__(self, config: config_lib.LabelImageConfig, labels: list[str], many: bool):
+        self.format = config.output_format
+        self.evaluate = config.evaluate
+        self.many = many
+        self.writer = csv.writer(sys.stdout) if self.format == "csv" else None
+        if self.writer:
+            header = ["path"] + (["true_label", "correct"] if self.evaluate else [])
+            for rank in range(1, min(config.top_k, len(labels)) + 1):
+                header += [f"label_{rank}", f"score_{rank}"]
+            self.writer.writerow(header)
+
+    def image(self, record: dict, ranked: list) -> None:
+        if self.format == "text":
+            if self.many:
+                print(f"== {record['path']}" + (f" (true label: {record['true_label']})" if self.evaluate else ""))
+            for label, score in ranked:
+                print(label, score)  # As label_image.py: numpy's shortest float32 text.
+            if self.evaluate and not record["correct"]:
+                print(f"WARNING: top label '{ranked[0][0]}' is wrong, expected '{record['true_label']}'")
+        elif self.writer:
+            row = [record["path"]] + ([record["true_label"], record["correct"]] if self.evaluate else [])
+            for label, score in ranked:
+                row += [label, f"{float(score):.6g}"]
+            self.writer.writerow(row)
+
+
+def _classify(config: config_lib.LabelImageConfig) -> int:
+    """Classifies (or evaluates) as configured, prints the results; returns the exit status."""
     import numpy as np
 
     from retrain import evaluation as evaluation_lib
     from retrain import inference
     from retrain.errors import UserError
 
-    labels = inference.read_labels(_LABELS.value)
-    classifier = inference.load_classifier(
-        _GRAPH.value,
-        input_layer=_INPUT_LAYER.value,
-        output_layer=_OUTPUT_LAYER.value,
-        height=_INPUT_HEIGHT.value,
-        width=_INPUT_WIDTH.value,
-    )
-    if classifier.class_count is not None and classifier.class_count != len(labels):
-        raise UserError(
-            f"{_LABELS.value} has {len(labels)} labels but the graph's output has {classifier.class_count} classes."
-        )
-    failures = []
-    truth_of = {}
-    if _EVALUATE.value:
-        paths, truth = _labelled_images(_IMAGE_DIR.value, labels)
+    labels, classifier = _load_model(config)
+    failures, truth_of = [], {}
+    if config.evaluate:
+        paths, truth = _labelled_images(config.image_dir, labels)
         truth_of = dict(zip(paths, truth))
     else:
-        paths, failures = inference.find_images(list(_IMAGE.value) + extra_images + ([_IMAGE_DIR.value] if _IMAGE_DIR.value else []))
-    for target, error in failures:
+        paths, failures = inference.find_images(list(config.images) + ([config.image_dir] if config.image_dir else []))
+    for _, error in failures:
         print(f"label-image: error: {error}", file=sys.stderr)
 
-    fmt = _OUTPUT_FORMAT.value
-    top_k = _TOP_K.value
-    many = len(paths) > 1
-    records = []
-    writer = None
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout)
-        header = ["path"] + (["true_label", "correct"] if _EVALUATE.value else [])
-        for rank in range(1, min(top_k, len(labels)) + 1):
-            header += [f"label_{rank}", f"score_{rank}"]
-        writer.writerow(header)
+    printer = _StreamPrinter(config, labels, many=len(paths) > 1)
+    records, predicted, top_scores = [], [], []
     results = inference.classify_files(
-        classifier, paths, mean=_INPUT_MEAN.value, std=_INPUT_STD.value, batch_size=_BATCH_SIZE.value
+        classifier, paths, mean=config.input_mean, std=config.input_std, batch_size=config.batch_size
     )
     for path, scores, error in results:
         if error is not None:
@@ -195,51 +245,32 @@ def _classify(extra_images: list[str]) -> int:
             failures.append((path, error))
             continue
         if scores.shape[0] != len(labels):
-            raise UserError(f"{_LABELS.value} has {len(labels)} labels but the graph gave {scores.shape[0]} scores.")
-        ranked = _ranked(scores, labels, top_k)
+            raise UserError(f"{config.labels} has {len(labels)} labels but the graph gave {scores.shape[0]} scores.")
+        ranked = _ranked(scores, labels, config.top_k)
         record = {"path": path, "predictions": [{"label": l, "score": float(s)} for l, s in ranked]}
-        if _EVALUATE.value:
-            true_label = labels[truth_of[path]]
-            record.update(true_label=true_label, correct=ranked[0][0] == true_label,
-                          top_score=float(scores.max()), predicted_index=int(scores.argmax()))
+        if config.evaluate:
+            record.update(true_label=labels[truth_of[path]], correct=ranked[0][0] == labels[truth_of[path]])
+            predicted.append(int(scores.argmax()))
+            top_scores.append(float(scores.max()))
         records.append(record)
-        if fmt == "text":
-            if many:
-                print(f"== {path}" + (f" (true label: {record['true_label']})" if _EVALUATE.value else ""))
-            for label, score in ranked:
-                print(label, score)
-            if _EVALUATE.value and not record["correct"]:
-                print(f"WARNING: top label '{ranked[0][0]}' is wrong, expected '{record['true_label']}'")
-        elif fmt == "csv":
-            row = [path] + ([record["true_label"], record["correct"]] if _EVALUATE.value else [])
-            for label, score in ranked:
-                row += [label, f"{float(score):.6g}"]
-            writer.writerow(row)
+        printer.image(record, ranked)
 
     document = {"images": records, "failed": [{"path": p, "error": e} for p, e in failures]}
     status = cli.EXIT_FAILURE if failures else cli.EXIT_OK
-    if _EVALUATE.value and records:
+    if config.evaluate and records:
         report = evaluation_lib.evaluate(
-            np.array([truth_of[r["path"]] for r in records]),
-            np.array([r["predicted_index"] for r in records]),
-            np.array([r["top_score"] for r in records]),
-            labels,
+            np.array([truth_of[r["path"]] for r in records]), np.array(predicted), np.array(top_scores), labels
         )
-        for record in records:
-            del record["predicted_index"]
         document.update(report.to_json())
-        if fmt == "text":
-            print(_text_report(report))
-        elif fmt == "csv":
-            print(_text_report(report), file=sys.stderr)
-        gate = _MIN_ACCURACY.value
-        if gate is not None:
-            if report.accuracy < gate:
-                print(f"label-image: accuracy {report.accuracy:.4f} is below --min_accuracy {gate}", file=sys.stderr)
+        if config.output_format != "json":
+            print(_text_report(report), file=sys.stdout if config.output_format == "text" else sys.stderr)
+        if config.min_accuracy is not None:
+            verdict = "is below" if report.accuracy < config.min_accuracy else "meets"
+            print(f"label-image: accuracy {report.accuracy:.4f} {verdict} --min_accuracy {config.min_accuracy}",
+                  file=sys.stderr)
+            if report.accuracy < config.min_accuracy:
                 status = cli.EXIT_FAILURE
-            else:
-                print(f"label-image: accuracy {report.accuracy:.4f} meets --min_accuracy {gate}", file=sys.stderr)
-    if fmt == "json":
+    if config.output_format == "json":
         json.dump(document, sys.stdout, indent=2)
         print()
     if failures:
@@ -252,9 +283,9 @@ def main(argv) -> int:
     logging.set_verbosity(cli.VERBOSITY_LEVELS[_LOGGING_VERBOSITY.value])
 
     def body():
-        _check_flags(extra_images)
+        config = _config_from_flags(extra_images)
         cli.import_tensorflow_quietly(verbose=_LOGGING_VERBOSITY.value == "DEBUG")
-        return _classify(extra_images)
+        return _classify(config)
 
     return cli.run_guarded("label-image", body)
 
