@@ -273,10 +273,12 @@ def load_or_compute_entries(
                 done = len(positions) + len(errors)
                 progress.update(done)
                 before, processed = processed, processed + done
-                if processed // 100 > before // 100:
+                if processed // 100 > before // 100 and not progress.drawing:
+                    # retrain.py's progress line, for logs; a terminal has the bar.
                     logging.info("%d bottleneck files created.", processed // 100 * 100)
         for future in pending_writes:
             future.result()  # Raises a write error here, in this thread.
+        logging.info("%d bottleneck files created.", processed)
     except KeyboardInterrupt as e:
         writer.shutdown(wait=True)  # Finish the writes already queued: they are counted.
         cached_count = len(entries) - len(missing) + written

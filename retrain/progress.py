@@ -28,6 +28,11 @@ class Progress:
         self._start = time.monotonic()
         self._last_draw = 0.0
 
+    @property
+    def drawing(self) -> bool:
+        """Whether the bar is shown (stderr is a terminal, or asked for)."""
+        return self._enabled
+
     def update(self, count: int = 1) -> None:
         self.done += count
         now = time.monotonic()

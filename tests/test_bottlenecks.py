@@ -75,12 +75,14 @@ def load(tmp_path, lists, extract, dim=3, batch_size=4):
     )
 
 
-def test_computes_in_batches_then_reuses_cache(tmp_path):
+def test_computes_in_batches_then_reuses_cache(tmp_path, caplog):
+    caplog.set_level("INFO", logger="absl")
     lists = make_folder(str(tmp_path / "imgs"))
     extract = CountingExtract()
     first = load(tmp_path, lists, extract)
     assert extract.batches == [4, 4, 4]
     assert first.computed == 12 and first.reused == 0
+    assert "12 bottleneck files created." in caplog.messages
     cache_file = bottlenecks.bottleneck_path(str(tmp_path / "cache"), "a", "a0.jpg", "/mods/tiny")
     assert os.path.basename(cache_file) == "a0.jpg_~mods~tiny.txt"
     assert open(cache_file).read() == "0.0,0.33333334,0.5"
