@@ -175,3 +175,14 @@ def test_two_runs_sharing_a_cache_at_once_leave_it_valid(tmp_path):
     assert len(files) == 80
     for path in files:
         bottlenecks.parse_bottleneck(open(path).read(), 3)
+
+
+def test_cache_files_read_back_the_way_retrain_py_read_them(tmp_path):
+    values = np.random.default_rng(2).normal(size=2048).astype(np.float32)
+    path = str(tmp_path / "x.jpg_m.txt")
+    bottlenecks.write_bottleneck(path, values)
+    text = open(path).read()
+    original_reader = [float(x) for x in text.split(",")]  # retrain.py's own parsing
+    np.testing.assert_array_equal(np.array(original_reader, np.float32), values)
+    # And a file in retrain.py's format (str() of each float32) reads back here.
+    np.testing.assert_array_equal(bottlenecks.parse_bottleneck(",".join(str(v) for v in values), 2048), values)
