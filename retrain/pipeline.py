@@ -165,6 +165,8 @@ def run(config: RetrainConfig) -> RetrainResult:
     check_output_locations(config)
     labels = list(lists.keys())
 
+    gpus = tf.config.list_physical_devices("GPU")
+    logging.info("TensorFlow runs on %s.", f"{len(gpus)} GPU(s)" if gpus else "the CPU (no GPU found)")
     extractor = hub_module.load_feature_extractor(config.tfhub_module, config.image_size)
     logging.info(
         "Using module %s with image size %dx%d.", config.tfhub_module, extractor.height, extractor.width
