@@ -15,7 +15,7 @@ from absl import logging
 
 from retrain import atomic, bottlenecks, distortions, export, hub_module, image_lists, images, train
 from retrain.config import RetrainConfig
-from retrain.errors import UserError
+from retrain.errors import Interrupted, UserError
 
 
 @dataclasses.dataclass
@@ -190,17 +190,23 @@ def run(config: RetrainConfig) -> RetrainResult:
 
     if out.summaries_dir:
         prepare_summaries_dir(out.summaries_dir)
-    result = train.train(
-        sets=sets,
-        class_count=len(labels),
-        train_config=config.train,
-        seed=seed,
-        summaries_dir=out.summaries_dir,
-        intermediate_store_frequency=out.intermediate_store_frequency,
-        on_intermediate=store_intermediate,
-        batch_source=batch_source,
-        graph_def=exporter.structure,
-    )
+    try:
+        result = train.train(
+            sets=sets,
+            class_count=len(labels),
+            train_config=config.train,
+            seed=seed,
+            summaries_dir=out.summaries_dir,
+            intermediate_store_frequency=out.intermediate_store_frequency,
+            on_intermediate=store_intermediate,
+            batch_source=batch_source,
+            graph_def=exporter.structure,
+        )
+    except KeyboardInterrupt as e:
+        raise Interrupted(
+            "Interrupted during training; the output graph and labels are untouched and the bottleneck "
+            f"cache in {config.bottleneck_dir} is complete, so a rerun starts training at once."
+        ) from e
     export.write_checkpoint(out.checkpoint_path, result.weights, result.biases)
     if result.test_accuracy is None:
         logging.warning("No test images: final test accuracy is not reported.")

@@ -151,3 +151,22 @@ def test_debug_verbosity_shows_a_traceback_for_bug_reports(tmp_path, tiny_module
     result = run_tool("retrain", *args_for(tmp_path, tmp_path / "missing", tiny_module), "--logging_verbosity=DEBUG")
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "not found" in result.stderr
+
+
+def test_ctrl_c_during_training(tmp_path, image_folder, tiny_module):
+    args = args_for(tmp_path, image_folder, tiny_module, "--how_many_training_steps=100000000",
+                    "--eval_step_interval=1000")
+    executable = os.path.join(os.path.dirname(sys.executable), "retrain")
+    process = subprocess.Popen([executable, *args], stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if ": Step 0: Validation accuracy" in line:
+            time.sleep(0.5)
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    process.wait(timeout=60)
+    assert process.returncode == 130
+    assert "retrain: Interrupted during training" in rest and "Traceback" not in rest
+    assert not (tmp_path / "out" / "graph.pb").exists()
