@@ -23,8 +23,6 @@ from retrain.errors import Interrupted
 from retrain.image_lists import CATEGORIES
 from retrain.progress import Progress
 
-# Categories in the order retrain.py's cache pre-pass visited them.
-_CACHE_ORDER = ("training", "testing", "validation")
 
 
 def mangle_module_name(module_handle: str) -> str:
@@ -148,7 +146,7 @@ def cache_entries(
     image_dir: str,
     bottleneck_dir: str,
     module_handle: str,
-    categories=_CACHE_ORDER,
+    categories=CATEGORIES,
     copies: int = 0,
     copy_tag: str = "",
 ) -> list[CacheEntry]:
@@ -183,7 +181,7 @@ def load_or_compute(
     extract: Callable[[np.ndarray], np.ndarray],
     batch_size: int,
     workers: int | None = None,
-    categories=_CACHE_ORDER,
+    categories=CATEGORIES,
 ) -> Bottlenecks:
     """Reads every listed image's bottleneck from the cache, computing what is missing.
 

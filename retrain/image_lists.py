@@ -167,9 +167,3 @@ def warn_about_empty_sets(image_lists: dict) -> None:
                     category,
                     category,
                 )
-
-
-def image_path(image_lists: dict, label: str, category: str, index: int, image_dir: str) -> str:
-    """The full path of one listed image."""
-    lists = image_lists[label]
-    return os.path.join(image_dir, lists["dir"], lists[category][index])

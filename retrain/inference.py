@@ -191,14 +191,12 @@ def find_images(targets: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
       directly are kept whatever their extension; inside folders, only image
       extensions count.
     """
-    from retrain.image_lists import is_image_file_name
+    from retrain.image_lists import list_images
 
     found, missing = [], []
     for target in targets:
         if os.path.isdir(target):
-            for root, dirs, files in os.walk(target):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found.extend(os.path.join(root, name) for name in sorted(files) if is_image_file_name(name))
+            found.extend(os.path.join(target, name) for name in list_images(target))
         elif os.path.exists(target):
             found.append(target)
         else:

@@ -94,7 +94,7 @@ def _bottlenecks(config: RetrainConfig, lists: dict, extractor, seed: int):
         load_image=lambda path: images.to_module_input(images.read_image(path), height, width),
         extract=extract,
         batch_size=config.bottleneck_batch_size,
-        categories=("testing", "validation") if distort.enabled else ("training", "testing", "validation"),
+        categories=("testing", "validation") if distort.enabled else image_lists.CATEGORIES,
     )
     sets, failed = dict(cache.sets), list(cache.failed_images)
     if not distort.enabled:
@@ -122,18 +122,14 @@ def _bottlenecks(config: RetrainConfig, lists: dict, extractor, seed: int):
         sets["training"] = copies.sets["training"]
         return sets, failed + copies.failed_images, None
     logging.info("Distorting training images at every step (slow: a module pass per sample).")
-    paths, labels = [], []
-    for label_index, image_list in enumerate(lists.values()):
-        for file_name in image_list["training"]:
-            paths.append(os.path.join(config.image_dir, image_list["dir"], file_name))
-            labels.append(label_index)
+    training = bottlenecks.cache_entries(image_lists=lists, **common, categories=("training",))
     workers = os.cpu_count() or 1
     kept, positions, training_failed = distortions.decode_training_images(
-        paths, budget_bytes=distortions.memory_budget_bytes(), workers=workers
+        [e.image_path for e in training], budget_bytes=distortions.memory_budget_bytes(), workers=workers
     )
     batches = distortions.DistortedBatches(
         images=kept,
-        labels=[labels[i] for i in positions],
+        labels=[training[i].label_index for i in positions],
         distorter=distorter,
         extract=extract,
         batch_size=config.train.train_batch_size,
