@@ -7,11 +7,19 @@ not raised, so one bad image never stops the others.
 """
 
 import concurrent.futures
+import os
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from retrain.errors import ImageError
+
+# (positions of the decoded items, their stacked arrays or None, [(position, error)]).
+# The arrays may be numpy or TensorFlow; positions need not be sorted.
+DecodedBatch = tuple[list[int], object, list[tuple[int, str]]]
+
+# Turns a list of items (paths, cache entries) into DecodedBatches covering each item once.
+BatchDecoder = Callable[[Sequence], Iterator[DecodedBatch]]
 
 
 def load_or_error(load_image: Callable[[object], np.ndarray], item) -> tuple[np.ndarray | None, str | None]:
@@ -57,3 +65,9 @@ def decoded_batches(
         finally:
             for future in pending:
                 future.cancel()
+
+
+def threaded_decoder(load_image: Callable[[object], np.ndarray], batch_size: int, workers: int | None = None) -> BatchDecoder:
+    """A BatchDecoder that runs load_image on a pool of threads (decoded_batches)."""
+    workers = workers or os.cpu_count() or 1
+    return lambda items: decoded_batches(items, load_image, batch_size, workers)

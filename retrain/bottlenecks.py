@@ -4,9 +4,10 @@ Layout and format are retrain.py's, so caches are shared with it in both directi
 ``<bottleneck_dir>/<class folder>/<image file name>_<mangled module>.txt`` holding the
 float32 values as shortest round-trip decimals joined by commas.
 
-Missing or unusable entries are computed in batches: images are decoded on a pool of
-threads while the module runs on the previous batch. The module is any callable from
-float32 [batch, height, width, 3] to float32 [batch, dim], so this file needs no TF-Hub.
+Missing or unusable entries are computed in batches: a BatchDecoder (tf.data in a run,
+see module_inputs; threads for distorted copies) decodes images ahead while the module
+runs on the previous batch. The module is any callable from float32 [batch, height,
+width, 3] to float32 [batch, dim], so this file needs neither TF-Hub nor TensorFlow.
 """
 
 import concurrent.futures
@@ -18,7 +19,8 @@ from typing import Callable
 import numpy as np
 from absl import logging
 
-from retrain import atomic, batching
+from retrain import atomic
+from retrain.batching import BatchDecoder
 from retrain.errors import Interrupted
 from retrain.image_lists import CATEGORIES
 from retrain.progress import Progress
@@ -177,10 +179,8 @@ def load_or_compute(
     bottleneck_dir: str,
     module_handle: str,
     dim: int,
-    load_image: Callable[[str], np.ndarray],
+    decode: BatchDecoder,
     extract: Callable[[np.ndarray], np.ndarray],
-    batch_size: int,
-    workers: int | None = None,
     categories=CATEGORIES,
 ) -> Bottlenecks:
     """Reads every listed image's bottleneck from the cache, computing what is missing.
@@ -191,11 +191,10 @@ def load_or_compute(
       bottleneck_dir: the cache root; created as needed.
       module_handle: the --tfhub_module string (part of the cache file names).
       dim: the module's feature count; cache files of another length are rebuilt.
-      load_image: image path -> float32 [height, width, 3] module input. Raises
-        ImageError for a file that is not a usable image.
+      decode: image paths -> batches of float32 [batch, height, width, 3] module
+        inputs, each a call of extract, with an error for each unusable file
+        (module_inputs.module_input_decoder, or batching.threaded_decoder).
       extract: float32 [batch, height, width, 3] -> float32 [batch, dim].
-      batch_size: images per call of extract.
-      workers: threads for reading and decoding; default: one per CPU.
       categories: the sets to load; the others come back empty.
 
     Returns:
@@ -213,10 +212,8 @@ def load_or_compute(
     return load_or_compute_entries(
         entries,
         dim=dim,
-        load_entry=lambda entry: load_image(entry.image_path),
+        decode=lambda todo: decode([entry.image_path for entry in todo]),
         extract=extract,
-        batch_size=batch_size,
-        workers=workers,
         bottleneck_dir=bottleneck_dir,
     )
 
@@ -225,14 +222,11 @@ def load_or_compute_entries(
     entries: list[CacheEntry],
     *,
     dim: int,
-    load_entry: Callable[[CacheEntry], np.ndarray],
+    decode: BatchDecoder,
     extract: Callable[[np.ndarray], np.ndarray],
-    batch_size: int,
     bottleneck_dir: str,
-    workers: int | None = None,
 ) -> Bottlenecks:
-    """load_or_compute for explicit entries; load_entry gives an entry's module input."""
-    workers = workers or os.cpu_count() or 1
+    """load_or_compute for explicit entries; decode takes CacheEntries, not paths."""
     # One thread: parsing holds the GIL, and threads fighting over it made reading
     # 4,000 files 2.5 times slower than a plain loop.
     cached = [read_cached(e.cache_path, e.image_path, dim) for e in entries]
@@ -255,7 +249,7 @@ def load_or_compute_entries(
     try:
         with Progress(len(missing), "Computing bottlenecks") as progress:
             todo = [entries[i] for i in missing]
-            for positions, batch, errors in batching.decoded_batches(todo, load_entry, batch_size, workers):
+            for positions, batch, errors in decode(todo):
                 for position, error in errors:
                     if todo[position].image_path not in failed:
                         logging.warning("Skipping %s", error)

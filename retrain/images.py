@@ -113,8 +113,40 @@ def to_module_input(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
 @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int32)])
 def _scale_and_resize(pixels, size):
     # One compiled call instead of two eager ops: it runs once per image.
+    return scale_and_resize(pixels, size[0], size[1])
+
+
+def scale_and_resize(pixels: tf.Tensor, height, width) -> tf.Tensor:
+    """The ops of to_module_input: uint8 [h, w, 3] -> float32 [height, width, 3] in [0, 1]."""
     scaled = tf.image.convert_image_dtype(pixels, tf.float32)
-    return resize_bilinear_v1(scaled[tf.newaxis], size[0], size[1])[0]
+    return resize_bilinear_v1(scaled[tf.newaxis], height, width)[0]
+
+
+def orient(pixels: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """apply_orientation as TensorFlow ops, for an int32 scalar orientation (1-8)."""
+    flip_rows = tf.reduce_any(tf.equal(orientation, [3, 4, 6, 7]))
+    flip_columns = tf.reduce_any(tf.equal(orientation, [2, 3, 7, 8]))
+    swap_axes = tf.reduce_any(tf.equal(orientation, [5, 6, 7, 8]))
+    pixels = tf.cond(flip_rows, lambda: tf.reverse(pixels, [0]), lambda: pixels)
+    pixels = tf.cond(flip_columns, lambda: tf.reverse(pixels, [1]), lambda: pixels)
+    return tf.cond(swap_axes, lambda: tf.transpose(pixels, [1, 0, 2]), lambda: pixels)
+
+
+def decode_module_input(contents: tf.Tensor, orientation: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """read_image then to_module_input as TensorFlow ops, for tf.data pipelines.
+
+    Args:
+      contents: string scalar, the bytes of an image file.
+      orientation: int32 scalar, its exif_orientation.
+
+    Returns:
+      float32 [height, width, 3] in [0, 1], the same values as the Python path for
+      every file TensorFlow's decoder reads. Fails (when run) for any other file;
+      read_image, which falls back to Pillow, is then the way to read it.
+    """
+    pixels = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    pixels.set_shape([None, None, 3])
+    return scale_and_resize(orient(pixels, orientation), height, width)
 
 
 def to_graph_input(

@@ -13,7 +13,18 @@ import shutil
 import tensorflow as tf
 from absl import logging
 
-from retrain import atomic, bottlenecks, distortions, export, hub_module, image_lists, images, train
+from retrain import (
+    atomic,
+    batching,
+    bottlenecks,
+    distortions,
+    export,
+    hub_module,
+    image_lists,
+    images,
+    module_inputs,
+    train,
+)
 from retrain.config import RetrainConfig
 from retrain.errors import Interrupted, UserError
 
@@ -80,7 +91,7 @@ def _bottlenecks(config: RetrainConfig, lists: dict, extractor, seed: int):
     distort = config.distortions
 
     def extract(batch):
-        return extractor.extract(tf.constant(batch)).numpy()
+        return extractor.extract(tf.convert_to_tensor(batch)).numpy()
 
     common = dict(
         image_dir=config.image_dir,
@@ -91,9 +102,8 @@ def _bottlenecks(config: RetrainConfig, lists: dict, extractor, seed: int):
         image_lists=lists,
         **common,
         dim=extractor.feature_dim,
-        load_image=lambda path: images.to_module_input(images.read_image(path), height, width),
+        decode=module_inputs.module_input_decoder(height, width, config.bottleneck_batch_size),
         extract=extract,
-        batch_size=config.bottleneck_batch_size,
         categories=("testing", "validation") if distort.enabled else image_lists.CATEGORIES,
     )
     sets, failed = dict(cache.sets), list(cache.failed_images)
@@ -112,11 +122,11 @@ def _bottlenecks(config: RetrainConfig, lists: dict, extractor, seed: int):
         copies = bottlenecks.load_or_compute_entries(
             entries,
             dim=extractor.feature_dim,
-            load_entry=lambda e: distorter(
-                images.read_image(e.image_path), distortions.copy_seed(e.relative_path, e.copy_index)
+            decode=batching.threaded_decoder(
+                lambda e: distorter(images.read_image(e.image_path), distortions.copy_seed(e.relative_path, e.copy_index)),
+                config.bottleneck_batch_size,
             ),
             extract=extract,
-            batch_size=config.bottleneck_batch_size,
             bottleneck_dir=config.bottleneck_dir,
         )
         sets["training"] = copies.sets["training"]

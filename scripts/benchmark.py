@@ -58,7 +58,7 @@ def _current_rss_mib() -> float:
 
 def _warm_reload_time(workdir: str, count: int, dim: int) -> float:
     """Seconds to load count cached bottlenecks of dim values (image files are stand-ins)."""
-    from retrain import bottlenecks
+    from retrain import batching, bottlenecks
 
     root = os.path.join(workdir, f"warm_{count}")
     image_dir, cache_dir = os.path.join(root, "images"), os.path.join(root, "cache")
@@ -82,7 +82,7 @@ def _warm_reload_time(workdir: str, count: int, dim: int) -> float:
     start = time.perf_counter()
     result = bottlenecks.load_or_compute(
         image_lists=lists, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle="m", dim=dim,
-        load_image=lambda p: None, extract=no_forward, batch_size=32,
+        decode=batching.threaded_decoder(lambda p: None, 32), extract=no_forward,
     )
     elapsed = time.perf_counter() - start
     assert result.reused == count
@@ -110,7 +110,7 @@ def main() -> None:
     cli.import_tensorflow_quietly(verbose=False)
     import tensorflow as tf
 
-    from retrain import bottlenecks, export, hub_module, image_lists, images, inference, testing, train
+    from retrain import bottlenecks, export, hub_module, image_lists, inference, module_inputs, testing, train
     from retrain.config import TrainConfig
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="retrain-benchmark-")
@@ -150,15 +150,14 @@ def main() -> None:
 
     def extract(batch):
         calls.append(len(batch))
-        return extractor.extract(tf.constant(batch)).numpy()
+        return extractor.extract(tf.convert_to_tensor(batch)).numpy()
 
     def run_cache():
         return bottlenecks.load_or_compute(
             image_lists=lists, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle=module,
             dim=extractor.feature_dim,
-            load_image=lambda p: images.to_module_input(images.read_image(p), height, width),
-            extract=extract, batch_size=args.bottleneck_batch_size,
-            workers=args.decode_threads,
+            decode=module_inputs.module_input_decoder(height, width, args.bottleneck_batch_size, args.decode_threads),
+            extract=extract,
         )
 
     import shutil

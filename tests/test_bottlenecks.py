@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from retrain import bottlenecks, image_lists
+from retrain import batching, bottlenecks, image_lists
 from retrain.errors import ImageError
 
 MODULE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/1"
@@ -69,9 +69,8 @@ def load(tmp_path, lists, extract, dim=3, batch_size=4):
         bottleneck_dir=str(tmp_path / "cache"),
         module_handle="/mods/tiny",
         dim=dim,
-        load_image=fake_load,
+        decode=batching.threaded_decoder(fake_load, batch_size),
         extract=extract,
-        batch_size=batch_size,
     )
 
 

@@ -1,0 +1,108 @@
+"""Stream image files into module inputs with tf.data: the fast path of the bottleneck cache.
+
+Reading, decoding, orienting, scaling and resizing run as TensorFlow ops on tf.data's
+C++ threads, a batch ahead of the module, and never take Python's lock: on a CPU the
+module keeps both cores while the next batch is decoded in the gaps, which Python
+threads (one eager call per image, each holding the lock in turn) could not manage.
+The pixels are those of images.read_image + images.to_module_input.
+
+A file the pipeline cannot decode (a format only Pillow reads, a CMYK JPEG, a broken
+file) is retried on the Python path, which decodes it or explains why not, so what
+is skipped and why is the same as before.
+"""
+
+import os
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from retrain import batching, images
+from retrain.batching import BatchDecoder, DecodedBatch
+
+
+def module_input_decoder(height: int, width: int, batch_size: int, workers: int | None = None) -> BatchDecoder:
+    """A BatchDecoder from image paths to float32 [batch, height, width, 3] in [0, 1]."""
+    return lambda paths: module_input_batches(
+        paths, height=height, width=width, batch_size=batch_size, workers=workers
+    )
+
+
+def module_input_batches(
+    paths: Sequence[str], *, height: int, width: int, batch_size: int, workers: int | None = None
+) -> Iterator[DecodedBatch]:
+    """Yields (positions, float32 tf.Tensor [n, height, width, 3], errors) covering paths.
+
+    Batches hold batch_size images, but for the last one; images only the Python
+    path reads come in batches of their own, right after the batch they fell in.
+
+    Args:
+      paths: image files.
+      workers: images decoded at once; default: one per CPU.
+    """
+    paths = list(paths)
+    workers = workers or os.cpu_count() or 1
+
+    def load_python(path):
+        return images.to_module_input(images.read_image(path), height, width)
+
+    def numbered_chunks():
+        # EXIF headers are read here, on tf.data's thread, a chunk ahead of decoding;
+        # chunks, because each call into Python from tf.data costs more than a header.
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            yield (
+                np.arange(start, start + len(chunk), dtype=np.int64),
+                np.array(chunk, dtype=object),
+                np.array([images.exif_orientation(path) for path in chunk], dtype=np.int32),
+            )
+
+    dataset = tf.data.Dataset.from_generator(
+        numbered_chunks,
+        output_signature=(
+            tf.TensorSpec([None], tf.int64),
+            tf.TensorSpec([None], tf.string),
+            tf.TensorSpec([None], tf.int32),
+        ),
+    ).unbatch()
+    dataset = dataset.map(
+        lambda index, path, orientation: (
+            index,
+            images.decode_module_input(tf.io.read_file(path), orientation, height, width),
+        ),
+        num_parallel_calls=workers,
+        deterministic=True,
+    )
+    # A file that fails is dropped here and found again by its missing index.
+    dataset = dataset.ignore_errors().batch(batch_size).prefetch(1)
+    options = tf.data.Options()
+    # Fixed parallelism and buffers: nothing to tune, and the tuning thread would make
+    # the iterator's deletion wait for its next wake-up, up to seconds.
+    options.autotune.enabled = False
+    dataset = dataset.with_options(options)
+
+    next_index = 0
+    for indices, batch in dataset:
+        indices = indices.numpy().tolist()
+        yield indices, batch, []
+        dropped = sorted(set(range(next_index, indices[-1])) - set(indices))
+        next_index = indices[-1] + 1
+        if dropped:
+            yield _decoded_in_python(paths, dropped, load_python)
+    if next_index < len(paths):
+        rest = list(range(next_index, len(paths)))
+        decode_rest = batching.threaded_decoder(load_python, batch_size, workers)
+        for positions, batch, errors in decode_rest([paths[i] for i in rest]):
+            yield [rest[p] for p in positions], batch, [(rest[p], e) for p, e in errors]
+
+
+def _decoded_in_python(paths, positions, load) -> DecodedBatch:
+    decoded, arrays, errors = [], [], []
+    for position in positions:
+        array, error = batching.load_or_error(load, paths[position])
+        if error is None:
+            decoded.append(position)
+            arrays.append(array)
+        else:
+            errors.append((position, error))
+    return decoded, (np.stack(arrays) if arrays else None), errors
