@@ -71,3 +71,16 @@ def threaded_decoder(load_image: Callable[[object], np.ndarray], batch_size: int
     """A BatchDecoder that runs load_image on a pool of threads (decoded_batches)."""
     workers = workers or os.cpu_count() or 1
     return lambda items: decoded_batches(items, load_image, batch_size, workers)
+
+
+def untuned(dataset):
+    """A tf.data dataset with autotuning off, for pipelines whose parallelism is set.
+
+    Nothing is left to tune, and the tuning thread would make the deletion of every
+    iterator wait for its next wake-up: up to seconds at the end of each pass.
+    """
+    import tensorflow as tf  # Only here: the thread decoders need no TensorFlow.
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)

@@ -7,7 +7,8 @@ float32 values as shortest round-trip decimals joined by commas.
 Missing or unusable entries are computed in batches: a BatchDecoder (tf.data in a run,
 see module_inputs; threads for distorted copies) decodes images ahead while the module
 runs on the previous batch. The module is any callable from float32 [batch, height,
-width, 3] to float32 [batch, dim], so this file needs neither TF-Hub nor TensorFlow.
+width, 3] to float32 [batch, dim], so this file needs no TF-Hub; TensorFlow serves
+only to read a warm cache on every core.
 """
 
 import concurrent.futures
@@ -19,7 +20,7 @@ from typing import Callable
 import numpy as np
 from absl import logging
 
-from retrain import atomic
+from retrain import atomic, batching
 from retrain.batching import BatchDecoder
 from retrain.errors import Interrupted
 from retrain.image_lists import CATEGORIES
@@ -76,9 +77,48 @@ def read_cached(path: str, image_path: str, dim: int) -> np.ndarray | None:
     None for a missing file, one older than its image (the image was replaced), and
     one that does not parse or has the wrong length (warned about, as retrain.py did).
     """
+    return _read_and_parse(path, dim) if _worth_reading(path, image_path) else None
+
+
+def read_cached_entries(entries: list["CacheEntry"], dim: int) -> list[np.ndarray | None]:
+    """read_cached for every entry, the files read and parsed on all cores at once.
+
+    Python's own parsing holds the interpreter lock, so threads cannot share it; a
+    tf.data pipeline reads and parses in C++ instead (4,000 files of 2,048 values:
+    0.4 s on 2 slow cores, against 1.5 s for numpy in one thread). A file it cannot
+    parse is read once more here, to be warned about and rebuilt as before.
+    """
+    candidates = [i for i, e in enumerate(entries) if _worth_reading(e.cache_path, e.image_path)]
+    values: list[np.ndarray | None] = [None] * len(entries)
+    for position, vector in _parse_files([entries[i].cache_path for i in candidates], dim):
+        values[candidates[position]] = vector
+    for i in candidates:
+        if values[i] is None:
+            values[i] = _read_and_parse(entries[i].cache_path, dim)
+    return values
+
+
+def _worth_reading(path: str, image_path: str) -> bool:
+    """False for a missing cache file, or one older than its image (logged)."""
     try:
         cache_time = os.stat(path).st_mtime
-        with open(path, "r", encoding="utf-8") as f:
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # Reading it reports the problem.
+    try:
+        if os.stat(image_path).st_mtime > cache_time:
+            logging.info("Image %s changed since its bottleneck was cached, recreating bottleneck", image_path)
+            return False
+    except OSError:
+        pass  # The image's own read will report it.
+    return True
+
+
+def _read_and_parse(path: str, dim: int) -> np.ndarray | None:
+    try:
+        # Bytes that are not text parse as no number: rebuilt like any corrupt file.
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
             text = f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -86,16 +126,30 @@ def read_cached(path: str, image_path: str, dim: int) -> np.ndarray | None:
         logging.warning("Cannot read bottleneck %s (%s), recreating bottleneck", path, e)
         return None
     try:
-        if os.stat(image_path).st_mtime > cache_time:
-            logging.info("Image %s changed since its bottleneck was cached, recreating bottleneck", image_path)
-            return None
-    except OSError:
-        pass  # The image's own read will report it.
-    try:
         return parse_bottleneck(text, dim)
     except ValueError:
         logging.warning("Invalid float found, recreating bottleneck")
         return None
+
+
+def _parse_files(paths: list[str], dim: int, batch_size: int = 512):
+    """Yields (position, float32 [dim]) for each file of paths that holds dim numbers.
+
+    The others (unreadable, not numbers, another length) are left out silently.
+    """
+    if not paths:
+        return
+    import tensorflow as tf  # Only here: the rest of the cache needs no TensorFlow.
+
+    def parse(index, path):
+        values = tf.strings.to_number(tf.strings.split(tf.io.read_file(path), ","), tf.float32)
+        return index, tf.ensure_shape(values, [dim])
+
+    dataset = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64), tf.constant(paths)))
+    dataset = dataset.map(parse, num_parallel_calls=os.cpu_count() or 1, deterministic=False)
+    dataset = batching.untuned(dataset.ignore_errors().batch(batch_size).prefetch(1))
+    for indices, vectors in dataset:
+        yield from zip(indices.numpy().tolist(), vectors.numpy())
 
 
 @dataclasses.dataclass
@@ -229,7 +283,7 @@ def load_or_compute_entries(
     """load_or_compute for explicit entries; decode takes CacheEntries, not paths."""
     # One thread: parsing holds the GIL, and threads fighting over it made reading
     # 4,000 files 2.5 times slower than a plain loop.
-    cached = [read_cached(e.cache_path, e.image_path, dim) for e in entries]
+    cached = read_cached_entries(entries, dim)
     values: list[np.ndarray | None] = list(cached)
     missing = [i for i, v in enumerate(cached) if v is None]
     failed: dict[str, str] = {}

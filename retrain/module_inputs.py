@@ -74,12 +74,7 @@ def module_input_batches(
         deterministic=True,
     )
     # A file that fails is dropped here and found again by its missing index.
-    dataset = dataset.ignore_errors().batch(batch_size).prefetch(1)
-    options = tf.data.Options()
-    # Fixed parallelism and buffers: nothing to tune, and the tuning thread would make
-    # the iterator's deletion wait for its next wake-up, up to seconds.
-    options.autotune.enabled = False
-    dataset = dataset.with_options(options)
+    dataset = batching.untuned(dataset.ignore_errors().batch(batch_size).prefetch(1))
 
     next_index = 0
     for indices, batch in dataset:

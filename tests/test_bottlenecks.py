@@ -185,3 +185,53 @@ def test_cache_files_read_back_the_way_retrain_py_read_them(tmp_path):
     np.testing.assert_array_equal(np.array(original_reader, np.float32), values)
     # And a file in retrain.py's format (str() of each float32) reads back here.
     np.testing.assert_array_equal(bottlenecks.parse_bottleneck(",".join(str(v) for v in values), 2048), values)
+
+
+def test_reading_many_entries_at_once_equals_reading_each(tmp_path, caplog, monkeypatch):
+    caplog.set_level("INFO", logger="absl")
+    rng = np.random.default_rng(5)
+    image = str(tmp_path / "image.jpg")
+    open(image, "w").close()
+    os.utime(image, (time.time() - 100, time.time() - 100))
+    values = (rng.normal(size=(3, 6)) * 10.0 ** rng.integers(-40, 30, size=(3, 6))).astype(np.float32)
+    contents = {
+        "ours": bottlenecks.format_bottleneck(values[0]),
+        "retrain_py": ",".join(repr(float(v)) for v in values[1]),  # Python floats' repr
+        "newline": bottlenecks.format_bottleneck(values[2]) + "\n",
+        "garbage": "1.0,oops,3,4,5,6",
+        "short": "1.0,2.0",
+        "empty": "",
+        "binary": b"\xff\xfe\x00\x01",
+        "stale": bottlenecks.format_bottleneck(values[0]),
+    }
+    entries = []
+    for name, content in contents.items():
+        path = str(tmp_path / f"{name}.txt")
+        with open(path, "wb") as f:
+            f.write(content if isinstance(content, bytes) else content.encode())
+        entries.append(bottlenecks.CacheEntry(0, "training", image, "image.jpg", path))
+    entries.append(bottlenecks.CacheEntry(0, "training", image, "image.jpg", str(tmp_path / "missing.txt")))
+    older_than_image = time.time() - 200
+    os.utime(str(tmp_path / "stale.txt"), (older_than_image, older_than_image))
+
+    caplog.clear()
+    reread = []
+    read_and_parse = bottlenecks._read_and_parse
+    monkeypatch.setattr(bottlenecks, "_read_and_parse", lambda path, dim: reread.append(path) or read_and_parse(path, dim))
+    together = bottlenecks.read_cached_entries(entries, 6)
+    monkeypatch.undo()
+    # Only what the parallel reader could not parse is read again, one by one.
+    assert sorted(os.path.basename(p) for p in reread) == ["binary.txt", "empty.txt", "garbage.txt", "short.txt"]
+    warnings_together = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    one_by_one = [bottlenecks.read_cached(e.cache_path, e.image_path, 6) for e in entries]
+    assert sorted(warnings_together) == sorted(r.getMessage() for r in caplog.records)
+    for name, a, b in zip(list(contents) + ["missing"], together, one_by_one):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    assert [v is not None for v in together] == [True, True, True, False, False, False, False, False, False]
+    np.testing.assert_array_equal(together[0], values[0])
+    np.testing.assert_array_equal(together[1], values[1])
+    assert warnings_together.count("Invalid float found, recreating bottleneck") == 4
+    assert any("changed since its bottleneck was cached" in m for m in warnings_together)
