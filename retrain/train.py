@@ -159,8 +159,8 @@ class Trainer:
         self._apply_step(features, labels, self._train_writer is not None)
 
     @tf.function
-    def _run_steps(self, count):
-        """Runs count training steps; returns the last batch for the after-step evaluation."""
+    def _steps_then_evaluate(self, count, evaluate: bool):
+        """Runs count sampled training steps, then (if evaluate) _evaluation, in one call."""
         dim = self.layer.weights.shape[0]
         features = tf.zeros([0, dim])
         labels = tf.zeros([0], tf.int64)
@@ -170,20 +170,50 @@ class Trainer:
             )
             features, labels = self.training.sample(self.generator, self.config.train_batch_size)
             self._apply_step(features, labels, self._train_writer is not None)
-        return features, labels
+        return self._evaluation(features, labels) if evaluate else {}
+
+    @tf.function(reduce_retracing=True)
+    def _evaluate_on(self, features, labels):
+        """_evaluation after steps on batches made outside."""
+        return self._evaluation(features, labels)
+
+    def _evaluation(self, features, labels) -> dict:
+        """retrain.py's evaluation after a step, as graph code; writes its summaries.
+
+        Args:
+          features, labels: the batch the last step trained on.
+
+        Returns:
+          {"train_accuracy", "cross_entropy"} on that batch and, when there are
+          validation images, {"validation_accuracy", "validation_cross_entropy",
+          "validation_count"} on a fresh validation sample.
+        """
+        step = self.step - 1  # The 0-based step just run, as retrain.py numbered them.
+        logits = self.layer(features)
+        result = {"train_accuracy": _accuracy(logits, labels), "cross_entropy": _cross_entropy(logits, labels)}
+        if self._train_writer is not None:
+            with self._train_writer.as_default():
+                _variable_summaries(self.layer.weights, "final_retrain_ops/weights", step)
+                _variable_summaries(self.layer.biases, "final_retrain_ops/biases", step)
+                tf.summary.histogram("final_retrain_ops/Wx_plus_b/pre_activations", logits, step=step)
+                tf.summary.histogram("final_retrain_ops/activations", tf.nn.softmax(logits), step=step)
+        if self.validation.size == 0:
+            return result
+        val_features, val_labels = self.validation.sample(self.generator, self.config.validation_batch_size)
+        val_logits = self.layer(val_features)
+        result["validation_accuracy"] = _accuracy(val_logits, val_labels)
+        result["validation_cross_entropy"] = _cross_entropy(val_logits, val_labels)
+        result["validation_count"] = tf.size(val_labels)
+        if self._validation_writer is not None:
+            with self._validation_writer.as_default():
+                tf.summary.scalar("accuracy", result["validation_accuracy"], step=step)
+                tf.summary.scalar("cross_entropy", result["validation_cross_entropy"], step=step)
+        return result
 
     @tf.function(reduce_retracing=True)
     def _evaluate(self, features, labels):
         logits = self.layer(features)
         return _accuracy(logits, labels), _cross_entropy(logits, labels), tf.argmax(logits, 1)
-
-    @tf.function
-    def _write_layer_summaries(self, features, step):
-        _variable_summaries(self.layer.weights, "final_retrain_ops/weights", step)
-        _variable_summaries(self.layer.biases, "final_retrain_ops/biases", step)
-        logits = self.layer(features)
-        tf.summary.histogram("final_retrain_ops/Wx_plus_b/pre_activations", logits, step=step)
-        tf.summary.histogram("final_retrain_ops/activations", tf.nn.softmax(logits), step=step)
 
     def write_graph(self, graph_def) -> None:
         """Puts graph_def in the train summaries (TensorBoard's graph tab)."""
@@ -197,35 +227,35 @@ class Trainer:
             if writer is not None:
                 writer.close()
 
-    def run_steps(self, count: int):
-        """Runs count steps; returns the last batch (features, labels)."""
+    def run_steps(self, count: int, evaluate: bool) -> dict | None:
+        """Runs count steps; with evaluate, returns the evaluation after the last one.
+
+        The evaluation is a dict of numbers (see _evaluation), fetched at once: one
+        call into TensorFlow per stop, so evaluating every 10 steps costs little.
+        """
         with self._train_writer.as_default() if self._train_writer else contextlib.nullcontext():
             if self.batch_source is None:
-                return self._run_steps(tf.constant(count))
-            for _ in range(count):
-                features, labels = (tf.constant(t) for t in self.batch_source())
-                self._step_on(features, labels)
-            return features, labels
+                result = self._steps_then_evaluate(tf.constant(count), evaluate)
+            else:
+                for _ in range(count):
+                    features, labels = (tf.constant(t) for t in self.batch_source())
+                    self._step_on(features, labels)
+                result = self._evaluate_on(features, labels) if evaluate else None
+        return {name: value.numpy() for name, value in result.items()} if evaluate else None
 
-    def evaluate_after_step(self, step: int, features, labels) -> None:
-        """retrain.py's three log lines (and summaries) for one evaluation step."""
-        accuracy, cross_entropy, _ = self._evaluate(features, labels)
-        logging.info("%s: Step %d: Train accuracy = %.1f%%", _now(), step, accuracy * 100)
-        logging.info("%s: Step %d: Cross entropy = %f", _now(), step, cross_entropy)
-        if self._train_writer is not None:
-            with self._train_writer.as_default():
-                self._write_layer_summaries(features, tf.constant(step, tf.int64))
-        if self.validation.size == 0:
-            return
-        val_features, val_labels = self.validation.sample(self.generator, self.config.validation_batch_size)
-        val_accuracy, val_cross_entropy, _ = self._evaluate(val_features, val_labels)
-        if self._validation_writer is not None:
-            with self._validation_writer.as_default():
-                tf.summary.scalar("accuracy", val_accuracy, step=step)
-                tf.summary.scalar("cross_entropy", val_cross_entropy, step=step)
-        logging.info(
-            "%s: Step %d: Validation accuracy = %.1f%% (N=%d)", _now(), step, val_accuracy * 100, len(val_labels)
-        )
+    @staticmethod
+    def log_evaluation(step: int, result: dict) -> None:
+        """retrain.py's three log lines for an evaluation after step (0-based)."""
+        logging.info("%s: Step %d: Train accuracy = %.1f%%", _now(), step, result["train_accuracy"] * 100)
+        logging.info("%s: Step %d: Cross entropy = %f", _now(), step, result["cross_entropy"])
+        if "validation_accuracy" in result:
+            logging.info(
+                "%s: Step %d: Validation accuracy = %.1f%% (N=%d)",
+                _now(),
+                step,
+                result["validation_accuracy"] * 100,
+                result["validation_count"],
+            )
 
     def test(self, test_set: BottleneckSet, class_count: int) -> tuple[float | None, int, list[tuple[str, int]]]:
         """Accuracy on test_batch_size test images (-1: all), and the misclassified ones."""
@@ -304,10 +334,11 @@ def train(
     eval_interval = train_config.eval_step_interval
     done = 0
     for stop in training_schedule(steps, eval_interval, intermediate_store_frequency):
-        features, labels = trainer.run_steps(stop + 1 - done)
+        evaluate = stop % eval_interval == 0 or stop == steps - 1
+        result = trainer.run_steps(stop + 1 - done, evaluate)
         done = stop + 1
-        if stop % eval_interval == 0 or stop == steps - 1:
-            trainer.evaluate_after_step(stop, features, labels)
+        if evaluate:
+            trainer.log_evaluation(stop, result)
         if intermediate_store_frequency > 0 and stop > 0 and stop % intermediate_store_frequency == 0:
             if on_intermediate is not None:
                 on_intermediate(stop, trainer.layer.weights.numpy(), trainer.layer.biases.numpy())
