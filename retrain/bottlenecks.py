@@ -12,8 +12,11 @@ only to read a warm cache on every core.
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
+import sys
+import threading
 import warnings
 from typing import Callable
 
@@ -150,6 +153,19 @@ def _parse_files(paths: list[str], dim: int, batch_size: int = 512):
     dataset = batching.untuned(dataset.ignore_errors().batch(batch_size).prefetch(1))
     for indices, vectors in dataset:
         yield from zip(indices.numpy().tolist(), vectors.numpy())
+
+
+def _lower_thread_priority() -> None:
+    """Gives the calling thread the lowest CPU priority, where the OS allows one thread's.
+
+    The cache writer formats text in Python; at normal priority it cuts into the
+    module's cores in small slices, which costs the module more than the writing
+    itself (about 1% of the extraction rate on 2 cores). Writes can wait; they are
+    all finished before the cache is reported complete.
+    """
+    if sys.platform.startswith("linux"):  # Linux alone gives each thread its own nice value.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 @dataclasses.dataclass
@@ -298,7 +314,7 @@ def load_or_compute_entries(
             write_bottleneck(path, vector)
 
     # Files are written on another thread while the module runs on the next batch.
-    writer = concurrent.futures.ThreadPoolExecutor(1)
+    writer = concurrent.futures.ThreadPoolExecutor(1, initializer=_lower_thread_priority)
     pending_writes = []
     try:
         with Progress(len(missing), "Computing bottlenecks") as progress:

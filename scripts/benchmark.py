@@ -1,29 +1,34 @@
 """Measures where a retrain run spends its time, offline, in one process.
 
-  python scripts/benchmark.py [--images 200] [--module DIR] [--quick] [--json out.json]
+  python scripts/benchmark.py [--images 200] [--repeats 5] [--module DIR] [--quick] [--json out.json]
 
 Builds (unless --module names a real one) a feature-vector module with the real
 Inception v3 architecture and random weights (same compute as tfhub.dev's), writes
 synthetic JPEGs of realistic sizes (300-640 px), then measures:
 
-  forward        the module alone on pre-decoded tensors, best batch size (images/s)
+  forward        the module alone on pre-decoded tensors, per batch size (images/s)
   cold           bottleneck extraction from files to cache, end to end (images/s),
-                 and its ratio to forward
+                 --repeats times on a fresh cache, each against the forward rate at the
+                 best batch size measured just before and just after it: the ratio's
+                 median and spread
+  memory         peak resident memory growth while extracting all the images and while
+                 extracting half of them (equal: decoding is streamed)
   warm           reloading every bottleneck from the full cache (s; forward passes: 0),
-                 and 4,000 cached bottlenecks of the module's size
+                 and 4,000 cached bottlenecks of the module's size: the first reload of
+                 the process (what a warm run pays) and a second one
   training       4,000 steps of batch 100 on in-memory bottlenecks (s)
   distorted      one training step of batch 100 with live distortions (s), against one
                  undistorted step
   label_image    classifying the folder with the exported frozen graph (images/s),
                  and its ratio to forward at the same batch size
-  peak_rss       the process's peak resident memory (MiB), and its growth during the
-                 cold extraction (flat in the number of images: decoding is streamed)
+  peak_rss       the process's peak resident memory (MiB)
 """
 
 import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -56,9 +61,35 @@ def _current_rss_mib() -> float:
         return 0.0
 
 
-def _warm_reload_time(workdir: str, count: int, dim: int) -> float:
-    """Seconds to load count cached bottlenecks of dim values (image files are stand-ins)."""
-    from retrain import batching, bottlenecks
+class _PeakRss:
+    """Samples resident memory on a thread while in use; .growth_mib is peak minus start."""
+
+    def __enter__(self):
+        import threading
+
+        self.start = self.peak = _current_rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, _current_rss_mib())
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+        self.growth_mib = max(self.peak, _current_rss_mib()) - self.start
+
+
+def _warm_cache(workdir: str, count: int, dim: int) -> dict:
+    """Writes (once) count cached bottlenecks of dim values, with empty stand-in images.
+
+    Returns:
+      The keyword arguments of bottlenecks.load_or_compute that read them back.
+    """
+    from retrain import bottlenecks
 
     root = os.path.join(workdir, f"warm_{count}")
     image_dir, cache_dir = os.path.join(root, "images"), os.path.join(root, "cache")
@@ -75,18 +106,31 @@ def _warm_reload_time(workdir: str, count: int, dim: int) -> float:
             cache = bottlenecks.bottleneck_path(cache_dir, cls, name, "m")
             if not os.path.exists(cache):
                 bottlenecks.write_bottleneck(cache, rng.random(dim).astype(np.float32))
+    return dict(image_lists=lists, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle="m", dim=dim)
+
+
+def _warm_reload_time(cache: dict) -> float:
+    """Seconds to load every bottleneck of a _warm_cache; fails on a forward pass."""
+    from retrain import batching, bottlenecks
 
     def no_forward(batch):
         raise AssertionError("a warm cache needs no forward pass")
 
     start = time.perf_counter()
     result = bottlenecks.load_or_compute(
-        image_lists=lists, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle="m", dim=dim,
-        decode=batching.threaded_decoder(lambda p: None, 32), extract=no_forward,
+        **cache, decode=batching.threaded_decoder(lambda p: None, 32), extract=no_forward
     )
     elapsed = time.perf_counter() - start
-    assert result.reused == count
+    assert result.reused == sum(len(v["training"]) for v in cache["image_lists"].values())
     return elapsed
+
+
+def _spread(values) -> dict:
+    """Median, minimum and maximum of a list of numbers."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return {"median": median, "min": ordered[0], "max": ordered[-1], "all": list(values)}
 
 
 def main() -> None:
@@ -97,12 +141,14 @@ def main() -> None:
     parser.add_argument("--batch_sizes", default="8,16,32,64", help="batch sizes tried for the forward rate")
     parser.add_argument("--bottleneck_batch_size", type=int, default=32, help="extraction batch (retrain's default)")
     parser.add_argument("--decode_threads", type=int, default=None, help="decoding threads (default: one per core)")
+    parser.add_argument("--repeats", type=int, default=5, help="cold extractions, each between two forward timings")
     parser.add_argument("--steps", type=int, default=4000, help="training steps to time")
     parser.add_argument("--json", help="also write the figures here as JSON")
     parser.add_argument("--workdir", help="keep images, module and cache here instead of a temporary folder")
     args = parser.parse_args()
     if args.quick:
         args.images = min(args.images, 48)
+        args.repeats = 1
 
     from retrain import cli
 
@@ -131,15 +177,19 @@ def main() -> None:
     height, width = extractor.height, extractor.width
     # Before any forward pass, as in a warm run: TensorFlow's idle worker threads keep
     # spinning for a while after heavy ops and would slow the parsing down.
-    _warm_reload_time(workdir, 4000, extractor.feature_dim)  # Writes the files once.
-    figures["warm_reload_4000_s"] = _warm_reload_time(workdir, 4000, extractor.feature_dim)
-    seconds = 3.0 if args.quick else 10.0
-    rates = {}
-    for size in (int(s) for s in args.batch_sizes.split(",")):
-        rates[size] = _forward_rate(extractor.extract, height, width, size, seconds)
-        print(f"forward batch {size}: {rates[size]:.2f} images/s", file=sys.stderr)
+    warm_cache = _warm_cache(workdir, 4000, extractor.feature_dim)
+    figures["warm_reload_4000_first_s"] = _warm_reload_time(warm_cache)
+    figures["warm_reload_4000_s"] = _warm_reload_time(warm_cache)
+    seconds = 3.0 if args.quick else 6.0
+    # Two interleaved rounds, so that a slow minute of the machine does not pick the batch.
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    by_batch = {size: [] for size in sizes}
+    for _ in range(1 if args.quick else 2):
+        for size in sizes:
+            by_batch[size].append(_forward_rate(extractor.extract, height, width, size, seconds))
+            print(f"forward batch {size}: {by_batch[size][-1]:.2f} images/s", file=sys.stderr)
+    rates = {size: float(np.mean(values)) for size, values in by_batch.items()}
     best_batch = max(rates, key=rates.get)
-    figures["forward_images_per_s"] = rates[best_batch]
     figures["forward_by_batch"] = rates
     figures["forward_best_batch"] = best_batch
 
@@ -152,29 +202,46 @@ def main() -> None:
         calls.append(len(batch))
         return extractor.extract(tf.convert_to_tensor(batch)).numpy()
 
-    def run_cache():
+    def run_cache(image_lists_=lists):
         return bottlenecks.load_or_compute(
-            image_lists=lists, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle=module,
+            image_lists=image_lists_, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle=module,
             dim=extractor.feature_dim,
             decode=module_inputs.module_input_decoder(height, width, args.bottleneck_batch_size, args.decode_threads),
             extract=extract,
         )
 
-    import shutil
+    def cold_run(image_lists_=lists):
+        """(images/s, peak RSS growth in MiB) of one extraction into an empty cache."""
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        with _PeakRss() as memory:
+            start = time.perf_counter()
+            result = run_cache(image_lists_)
+            elapsed = time.perf_counter() - start
+        return result.computed / elapsed, memory.growth_mib
 
+    # The forward rate drifts over a run (other load, heat): each extraction is compared
+    # with the mean of the forward rates measured just before and just after it.
+    forward = [rates[best_batch]]
+    cold_rates, ratios, growth = [], [], []
+    for repeat in range(args.repeats):
+        rate, growth_mib = cold_run()
+        forward.append(_forward_rate(extractor.extract, height, width, best_batch, seconds))
+        cold_rates.append(rate)
+        growth.append(growth_mib)
+        ratios.append(rate / ((forward[-2] + forward[-1]) / 2))
+        print(f"cold extraction {repeat + 1}: {rate:.2f} images/s, {ratios[-1]:.3f} of forward", file=sys.stderr)
+    figures["forward_images_per_s"] = _spread(forward)
+    figures["cold_images_per_s"] = _spread(cold_rates)
+    figures["cold_ratio_to_forward"] = _spread(ratios)
+    figures["cold_rss_growth_mib"] = max(growth)
+    # Decoded images are streamed: half the images should need as much memory.
+    half = {
+        label: {**lists_, **{c: lists_[c][: len(lists_[c]) // 2] for c in image_lists.CATEGORIES}}
+        for label, lists_ in lists.items()
+    }
+    figures["cold_rss_growth_half_mib"] = cold_run(half)[1]
     shutil.rmtree(cache_dir, ignore_errors=True)
-    rss_before = _current_rss_mib()
-    start = time.perf_counter()
     cache = run_cache()
-    cold = time.perf_counter() - start
-    # Decoded images are streamed: growth is the bottlenecks kept plus TF's buffers.
-    figures["cold_rss_growth_mib"] = _current_rss_mib() - rss_before
-    figures["cold_images_per_s"] = count / cold
-    # The forward rate drifts a little over a run: compare with its mean before and after.
-    after = _forward_rate(extractor.extract, height, width, best_batch, seconds)
-    figures["forward_images_per_s_after"] = after
-    reference = (figures["forward_images_per_s"] + after) / 2
-    figures["cold_ratio_to_forward"] = figures["cold_images_per_s"] / reference
     calls.clear()
     start = time.perf_counter()
     run_cache()
@@ -229,13 +296,18 @@ def main() -> None:
     figures["label_image_ratio_to_forward"] = figures["label_image_images_per_s"] / graph_forward
     figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    def spread(name, digits=2):
+        value = figures[name]
+        return f"{value['median']:.{digits}f} (runs: {value['min']:.{digits}f}-{value['max']:.{digits}f})"
+
     rows = [
-        ("forward (best batch %d)" % best_batch,
-         f"{figures['forward_images_per_s']:.2f} images/s (after extraction: {after:.2f})"),
-        ("cold extraction", f"{figures['cold_images_per_s']:.2f} images/s ({figures['cold_ratio_to_forward']:.3f} of forward)"),
-        ("RSS growth while extracting", f"{figures['cold_rss_growth_mib']:.0f} MiB"),
+        (f"forward (best batch {best_batch})", spread("forward_images_per_s") + " images/s"),
+        ("cold extraction", spread("cold_images_per_s") + " images/s"),
+        ("cold / forward", spread("cold_ratio_to_forward", 3)),
+        ("RSS growth while extracting", f"{figures['cold_rss_growth_mib']:.0f} MiB "
+         f"(half the images: {figures['cold_rss_growth_half_mib']:.0f} MiB)"),
         ("warm reload", f"{figures['warm_reload_s']:.3f} s for {count} bottlenecks, {figures['warm_forward_passes']} forward passes"),
-        ("warm reload of 4000", f"{figures['warm_reload_4000_s']:.3f} s"),
+        ("warm reload of 4000", f"{figures['warm_reload_4000_first_s']:.3f} s first, {figures['warm_reload_4000_s']:.3f} s again"),
         (f"training {args.steps} steps", f"{figures['training_s']:.2f} s"),
         ("distorted training step", f"{figures['distorted_step_s']:.2f} s (undistorted: {figures['undistorted_step_s'] * 1000:.2f} ms)"),
         ("label-image folder", f"{figures['label_image_images_per_s']:.2f} images/s ({figures['label_image_ratio_to_forward']:.3f} of its forward {graph_forward:.2f})"),

@@ -1,4 +1,5 @@
 import os
+import sys
 import time
 
 import numpy as np
@@ -235,3 +236,17 @@ def test_reading_many_entries_at_once_equals_reading_each(tmp_path, caplog, monk
     np.testing.assert_array_equal(together[1], values[1])
     assert warnings_together.count("Invalid float found, recreating bottleneck") == 4
     assert any("changed since its bottleneck was cached" in m for m in warnings_together)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+def test_cache_writer_thread_runs_at_lowest_priority_and_the_caller_does_not():
+    import concurrent.futures
+    import threading
+
+    def priority():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = priority()
+    with concurrent.futures.ThreadPoolExecutor(1, initializer=bottlenecks._lower_thread_priority) as pool:
+        assert pool.submit(priority).result() == 19
+    assert priority() == before
