@@ -113,13 +113,8 @@ def to_module_input(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
 @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int32)])
 def _scale_and_resize(pixels, size):
     # One compiled call instead of two eager ops: it runs once per image.
-    return scale_and_resize(pixels, size[0], size[1])
-
-
-def scale_and_resize(pixels: tf.Tensor, height, width) -> tf.Tensor:
-    """The ops of to_module_input: uint8 [h, w, 3] -> float32 [height, width, 3] in [0, 1]."""
     scaled = tf.image.convert_image_dtype(pixels, tf.float32)
-    return resize_bilinear_v1(scaled[tf.newaxis], height, width)[0]
+    return resize_bilinear_v1(scaled[tf.newaxis], size[0], size[1])[0]
 
 
 def orient(pixels: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
@@ -146,7 +141,10 @@ def decode_module_input(contents: tf.Tensor, orientation: tf.Tensor, height: int
     """
     pixels = tf.io.decode_image(contents, channels=3, expand_animations=False)
     pixels.set_shape([None, None, 3])
-    return scale_and_resize(orient(pixels, orientation), height, width)
+    # Scaled before it is turned, not after as in Python: the same values (scaling is
+    # per pixel), and TensorFlow logs an error line for transposing uint8 on a CPU.
+    scaled = tf.image.convert_image_dtype(pixels, tf.float32)
+    return resize_bilinear_v1(orient(scaled, orientation)[tf.newaxis], height, width)[0]
 
 
 def to_graph_input(
