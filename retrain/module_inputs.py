@@ -76,28 +76,19 @@ def module_input_batches(
     # A file that fails is dropped here and found again by its missing index.
     dataset = batching.untuned(dataset.ignore_errors().batch(batch_size).prefetch(1))
 
+    decode_in_python = batching.threaded_decoder(load_python, batch_size, workers)
+
+    def python_batches(positions):
+        if not positions:
+            return
+        for found, batch, errors in decode_in_python([paths[i] for i in positions]):
+            yield [positions[p] for p in found], batch, [(positions[p], e) for p, e in errors]
+
     next_index = 0
     for indices, batch in dataset:
         indices = indices.numpy().tolist()
         yield indices, batch, []
         dropped = sorted(set(range(next_index, indices[-1])) - set(indices))
         next_index = indices[-1] + 1
-        if dropped:
-            yield _decoded_in_python(paths, dropped, load_python)
-    if next_index < len(paths):
-        rest = list(range(next_index, len(paths)))
-        decode_rest = batching.threaded_decoder(load_python, batch_size, workers)
-        for positions, batch, errors in decode_rest([paths[i] for i in rest]):
-            yield [rest[p] for p in positions], batch, [(rest[p], e) for p, e in errors]
-
-
-def _decoded_in_python(paths, positions, load) -> DecodedBatch:
-    decoded, arrays, errors = [], [], []
-    for position in positions:
-        array, error = batching.load_or_error(load, paths[position])
-        if error is None:
-            decoded.append(position)
-            arrays.append(array)
-        else:
-            errors.append((position, error))
-    return decoded, (np.stack(arrays) if arrays else None), errors
+        yield from python_batches(dropped)
+    yield from python_batches(list(range(next_index, len(paths))))
