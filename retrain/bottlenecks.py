@@ -88,7 +88,7 @@ def read_cached_entries(entries: list["CacheEntry"], dim: int) -> list[np.ndarra
 
     Python's own parsing holds the interpreter lock, so threads cannot share it; a
     tf.data pipeline reads and parses in C++ instead (4,000 files of 2,048 values:
-    0.4 s on 2 slow cores, against 1.5 s for numpy in one thread). A file it cannot
+    0.4-0.8 s on 2 slow cores, against 2 s for numpy in one thread). A file it cannot
     parse is read once more here, to be warned about and rebuilt as before.
     """
     candidates = [i for i, e in enumerate(entries) if _worth_reading(e.cache_path, e.image_path)]
@@ -297,8 +297,6 @@ def load_or_compute_entries(
     bottleneck_dir: str,
 ) -> Bottlenecks:
     """load_or_compute for explicit entries; decode takes CacheEntries, not paths."""
-    # One thread: parsing holds the GIL, and threads fighting over it made reading
-    # 4,000 files 2.5 times slower than a plain loop.
     cached = read_cached_entries(entries, dim)
     values: list[np.ndarray | None] = list(cached)
     missing = [i for i, v in enumerate(cached) if v is None]

@@ -6,7 +6,7 @@ module keeps both cores while the next batch is decoded in the gaps, which Pytho
 threads (one eager call per image, each holding the lock in turn) could not manage.
 The pixels are those of images.read_image + images.to_module_input.
 
-A file the pipeline cannot decode (a format only Pillow reads, a CMYK JPEG, a broken
+A file the pipeline cannot decode (a format only Pillow reads, a broken or vanished
 file) is retried on the Python path, which decodes it or explains why not, so what
 is skipped and why is the same as before.
 """
