@@ -5,8 +5,13 @@ Python API (no absl flags needed):
   import retrain
   lists = retrain.create_image_lists("flower_photos", 10, 10)
   result = retrain.run(retrain.RetrainConfig(image_dir="flower_photos"))
+  answers = retrain.classify(retrain.LabelImageConfig(
+      graph="/tmp/output_graph.pb", labels="/tmp/output_labels.txt", images=("x.jpg",)))
+  report = retrain.evaluate(retrain.LabelImageConfig(
+      graph="/tmp/output_graph.pb", labels="/tmp/output_labels.txt", image_dir="holdout"))
 
-Importing this package does not import TensorFlow; ``run`` does.
+Importing this package does not import TensorFlow; ``run``, ``classify`` and
+``evaluate`` do.
 """
 
 from retrain.config import (
@@ -30,6 +35,20 @@ def run(config: RetrainConfig):
     return pipeline.run(config)
 
 
+def classify(config: LabelImageConfig, show_progress: bool | None = False):
+    """Classifies images with an exported model (see retrain.label_image.classify)."""
+    from retrain import label_image
+
+    return label_image.classify(config, show_progress)
+
+
+def evaluate(config: LabelImageConfig, show_progress: bool | None = False):
+    """Evaluates an exported model on a labelled folder (see retrain.label_image.evaluate)."""
+    from retrain import label_image
+
+    return label_image.evaluate(config, show_progress)
+
+
 __all__ = [
     "DistortionConfig",
     "ImageError",
@@ -39,7 +58,9 @@ __all__ = [
     "SplitConfig",
     "TrainConfig",
     "UserError",
+    "classify",
     "create_image_lists",
+    "evaluate",
     "run",
     "__version__",
 ]

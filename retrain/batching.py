@@ -35,11 +35,13 @@ def decoded_batches(
     load_image: Callable[[object], np.ndarray],
     batch_size: int,
     workers: int,
-) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
+    stack: Callable[[list], object] = np.stack,
+) -> Iterator[DecodedBatch]:
     """Yields (positions, stacked images or None, [(position, error)]) per batch of items.
 
     load_image turns one item (a path, or anything that names an image) into an
-    array, or raises ImageError.
+    array, or raises ImageError; stack makes a batch of those (np.stack, or list to
+    keep items such as file contents apart).
 
     Decoding runs ahead on a thread pool by at most two batches, so memory stays
     bounded however many images there are.
@@ -61,7 +63,7 @@ def decoded_batches(
                         images.append(image)
                     else:
                         errors.append((position, error))
-                yield positions, (np.stack(images) if images else None), errors
+                yield positions, (stack(images) if images else None), errors
         finally:
             for future in pending:
                 future.cancel()

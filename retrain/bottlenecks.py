@@ -23,12 +23,11 @@ from typing import Callable
 import numpy as np
 from absl import logging
 
-from retrain import atomic, batching
+from retrain import batching, storage
 from retrain.batching import BatchDecoder
 from retrain.errors import Interrupted
-from retrain.image_lists import CATEGORIES
+from retrain.image_lists import CATEGORIES, ImageLists
 from retrain.progress import Progress
-
 
 
 def mangle_module_name(module_handle: str) -> str:
@@ -41,7 +40,7 @@ def mangle_module_name(module_handle: str) -> str:
 
 def bottleneck_path(bottleneck_dir: str, dir_name: str, file_name: str, module_handle: str) -> str:
     """Where the bottleneck of image ``<dir_name>/<file_name>`` for a module is cached."""
-    return os.path.join(bottleneck_dir, dir_name, f"{file_name}_{mangle_module_name(module_handle)}.txt")
+    return storage.join(bottleneck_dir, dir_name, f"{file_name}_{mangle_module_name(module_handle)}.txt")
 
 
 def format_bottleneck(values: np.ndarray) -> str:
@@ -71,7 +70,7 @@ def parse_bottleneck(text: str, dim: int | None = None) -> np.ndarray:
 
 def write_bottleneck(path: str, values: np.ndarray) -> None:
     """Writes one cache file atomically."""
-    atomic.write_text(path, format_bottleneck(values))
+    storage.write_text(path, format_bottleneck(values))
 
 
 def read_cached(path: str, image_path: str, dim: int) -> np.ndarray | None:
@@ -104,13 +103,13 @@ def read_cached_entries(entries: list["CacheEntry"], dim: int) -> list[np.ndarra
 def _worth_reading(path: str, image_path: str) -> bool:
     """False for a missing cache file, or one older than its image (logged)."""
     try:
-        cache_time = os.stat(path).st_mtime
+        cache_time = storage.stat(path).mtime_ns
     except (FileNotFoundError, NotADirectoryError):
         return False
     except OSError:
         return True  # Reading it reports the problem.
     try:
-        if os.stat(image_path).st_mtime > cache_time:
+        if storage.stat(image_path).mtime_ns > cache_time:
             logging.info("Image %s changed since its bottleneck was cached, recreating bottleneck", image_path)
             return False
     except OSError:
@@ -121,8 +120,7 @@ def _worth_reading(path: str, image_path: str) -> bool:
 def _read_and_parse(path: str, dim: int) -> np.ndarray | None:
     try:
         # Bytes that are not text parse as no number: rebuilt like any corrupt file.
-        with open(path, "r", encoding="utf-8", errors="replace") as f:
-            text = f.read()
+        text = storage.read_text(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as e:
@@ -214,8 +212,7 @@ class CacheEntry:
 
 def cache_entries(
     *,
-    image_lists: dict,
-    image_dir: str,
+    image_lists: ImageLists,
     bottleneck_dir: str,
     module_handle: str,
     categories=CATEGORIES,
@@ -228,11 +225,11 @@ def cache_entries(
     copy, cached as ``<image>_<module>_<copy_tag>-copy<k>.txt`` beside the plain ones.
     """
     entries = []
-    for label_index, lists in enumerate(image_lists.values()):
+    for label_index, (label, lists) in enumerate(image_lists.items()):
         for category in categories:
             for file_name in lists[category]:
-                image_path = os.path.join(image_dir, lists["dir"], file_name)
-                relative_path = os.path.join(lists["dir"], file_name)
+                image_path = image_lists.image_path(label, file_name)
+                relative_path = image_lists.relative_path(label, file_name)
                 plain = bottleneck_path(bottleneck_dir, lists["dir"], file_name, module_handle)
                 if not copies:
                     entries.append(CacheEntry(label_index, category, image_path, relative_path, plain))
@@ -244,8 +241,7 @@ def cache_entries(
 
 def load_or_compute(
     *,
-    image_lists: dict,
-    image_dir: str,
+    image_lists: ImageLists,
     bottleneck_dir: str,
     module_handle: str,
     dim: int,
@@ -257,7 +253,6 @@ def load_or_compute(
 
     Args:
       image_lists: as returned by create_image_lists.
-      image_dir: the folder those lists are relative to.
       bottleneck_dir: the cache root; created as needed.
       module_handle: the --tfhub_module string (part of the cache file names).
       dim: the module's feature count; cache files of another length are rebuilt.
@@ -274,7 +269,6 @@ def load_or_compute(
     """
     entries = cache_entries(
         image_lists=image_lists,
-        image_dir=image_dir,
         bottleneck_dir=bottleneck_dir,
         module_handle=module_handle,
         categories=categories,

@@ -37,22 +37,17 @@ def import_tensorflow_quietly(verbose: bool) -> None:
     C++ logging that ignores TF_CPP_MIN_LOG_LEVEL; on a CPU-only machine they look
     like errors and bury the tool's own first lines. Python exceptions still surface.
     """
+    from retrain.quiet import muted_stderr
+
     if verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         import tensorflow  # noqa: F401
         return
     # TensorFlow's own Python INFO lines (saver sharding, fingerprints) are noise here.
     logging.get_absl_handler().addFilter(_drop_tensorflow_info)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow as tf
+    with muted_stderr():
+        import tensorflow as tf
 
-            tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        tf.config.list_physical_devices()
 
 
 def flags_parser(program: str, main_module, allow_positional: bool = False):

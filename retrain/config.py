@@ -82,6 +82,11 @@ class OutputConfig:
     checkpoint_path: str = "/tmp/_retrain_checkpoint"
     saved_model_dir: str = ""
     final_tensor_name: str = "final_result"
+    # New in this version: a TFLite model of module + final layer ('' for none).
+    output_tflite: str = ""
+    tflite_quantization: str = "float"  # float | float16 | int8
+    tflite_io_type: str = "float32"  # float32 | uint8 | int8 (int8 quantization only)
+    tflite_representative_images: int = 300  # training images that calibrate int8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,3 +128,10 @@ class LabelImageConfig:
     top_k: int = 5
     batch_size: int = 32
     output_format: str = "text"
+    # A SavedModel's signature: serving_default (pixels) or serving_bytes (file bytes).
+    signature: str = "serving_default"
+    # Answer "unknown" below the model's threshold (or unknown_threshold, when given).
+    unknown: bool = False
+    unknown_threshold: float | None = None
+    # With evaluate: also write an HTML report with pictures here ('' for none).
+    report_dir: str = ""

@@ -1,7 +1,9 @@
 """Accuracy figures for a labelled set: per-label rates, confusion matrix, a threshold.
 
-Pure numpy, from three arrays per image: the true label index, the predicted (top)
-label index and the top score.
+Pure numpy, from arrays per image: the true label index, the predicted (top) label
+index and the top score; with an "unknown" threshold, also the confidence compared
+with it (the calibrated top score), giving coverage (share answered) and accuracy on
+the images answered.
 """
 
 import dataclasses
@@ -20,6 +22,8 @@ class LabelStats:
     precision: float | None
     recall: float | None
     f1: float | None
+    coverage: float | None = None
+    covered_accuracy: float | None = None
 
 
 @dataclasses.dataclass
@@ -35,6 +39,9 @@ class Evaluation:
       suggested_threshold: midway between those two means: a top score below it is
         more like a miss than a hit, so callers can answer "not sure" there. None
         without both hits and misses.
+      unknown_threshold: the threshold "unknown" answers were given at, or None.
+      coverage: share of images answered (confidence at or above it), or None.
+      covered_accuracy: accuracy on the answered images, or None (also when none was).
     """
 
     accuracy: float
@@ -44,6 +51,9 @@ class Evaluation:
     mean_score_hits: float | None
     mean_score_misses: float | None
     suggested_threshold: float | None
+    unknown_threshold: float | None = None
+    coverage: float | None = None
+    covered_accuracy: float | None = None
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -53,11 +63,36 @@ def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def evaluate(true: np.ndarray, predicted: np.ndarray, top_scores: np.ndarray, labels: list[str]) -> Evaluation:
-    """Computes the report for images with these true / predicted indices and top scores."""
+def _coverage(covered: np.ndarray, hits: np.ndarray) -> tuple[float | None, float | None]:
+    """(share of covered images, accuracy on them) for boolean arrays of one set of images."""
+    if not covered.size:
+        return None, None
+    return float(covered.mean()), (float(hits[covered].mean()) if covered.any() else None)
+
+
+def evaluate(
+    true: np.ndarray,
+    predicted: np.ndarray,
+    top_scores: np.ndarray,
+    labels: list[str],
+    *,
+    confidences: np.ndarray | None = None,
+    threshold: float | None = None,
+) -> Evaluation:
+    """Computes the report for images with these true / predicted indices and top scores.
+
+    Args:
+      true, predicted: int [n] label indices.
+      top_scores: float [n], the top softmax score of each image.
+      labels: label names in class order.
+      confidences: float [n] compared with threshold (default: top_scores).
+      threshold: with it, coverage and accuracy on covered images are reported.
+    """
     true = np.asarray(true, np.int64)
     predicted = np.asarray(predicted, np.int64)
     top_scores = np.asarray(top_scores, np.float64)
+    confidences = top_scores if confidences is None else np.asarray(confidences, np.float64)
+    covered = confidences >= threshold if threshold is not None else None
     n = len(labels)
     confusion = np.zeros((n, n), np.int64)
     np.add.at(confusion, (true, predicted), 1)
@@ -74,6 +109,7 @@ def evaluate(true: np.ndarray, predicted: np.ndarray, top_scores: np.ndarray, la
             f1 = 2 * precision * recall / (precision + recall)
         else:
             f1 = 0.0 if precision is not None and recall is not None else None
+        coverage, covered_accuracy = _coverage(covered[mine], hits[mine]) if covered is not None else (None, None)
         per_label[label] = LabelStats(
             count=count,
             hit_rate=recall,
@@ -82,10 +118,13 @@ def evaluate(true: np.ndarray, predicted: np.ndarray, top_scores: np.ndarray, la
             precision=precision,
             recall=recall,
             f1=f1,
+            coverage=coverage,
+            covered_accuracy=covered_accuracy,
         )
     mean_hits = _mean(top_scores[hits])
     mean_misses = _mean(top_scores[~hits])
-    threshold = (mean_hits + mean_misses) / 2 if mean_hits is not None and mean_misses is not None else None
+    suggested = (mean_hits + mean_misses) / 2 if mean_hits is not None and mean_misses is not None else None
+    coverage, covered_accuracy = _coverage(covered, hits) if covered is not None else (None, None)
     return Evaluation(
         accuracy=float(hits.mean()) if hits.size else 0.0,
         labels=list(labels),
@@ -93,5 +132,8 @@ def evaluate(true: np.ndarray, predicted: np.ndarray, top_scores: np.ndarray, la
         per_label=per_label,
         mean_score_hits=mean_hits,
         mean_score_misses=mean_misses,
-        suggested_threshold=threshold,
+        suggested_threshold=suggested,
+        unknown_threshold=threshold,
+        coverage=coverage,
+        covered_accuracy=covered_accuracy,
     )

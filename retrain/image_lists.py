@@ -7,12 +7,11 @@ every machine, and the same sets as the original retrain.py.
 
 import collections
 import hashlib
-import os
 import re
 
 from absl import logging
 
-from retrain import config
+from retrain import config, storage
 from retrain.errors import UserError
 
 # Matched case-insensitively. The original globbed JPEG and lowercase png only; the
@@ -67,15 +66,20 @@ def list_class_dirs(image_dir: str) -> list[str]:
 
     retrain.py ordered classes by their sorted folder paths; for the sub-folders of
     one folder that is the sorted order of their names.
+
+    Raises:
+      UserError: image_dir is missing, or its filesystem refuses (no bucket, no
+        credentials).
     """
-    if not os.path.isdir(image_dir):
+    try:
+        found = storage.isdir(image_dir)
+        if found:
+            _, names, _ = next(iter(storage.walk(image_dir)))
+    except OSError as e:
+        raise UserError(f"Cannot read image directory '{image_dir}': {e}") from e
+    if not found:
         raise UserError(f"Image directory '{image_dir}' not found.")
-    names = [
-        entry.name
-        for entry in os.scandir(image_dir)
-        if entry.is_dir() and not entry.name.startswith(".")
-    ]
-    return sorted(names)
+    return sorted(name for name in names if not name.startswith("."))
 
 
 def list_images(class_dir: str) -> list[str]:
@@ -86,17 +90,36 @@ def list_images(class_dir: str) -> list[str]:
     the class. Sorting makes the order, and so seeded sampling, reproducible.
     """
     found = []
-    for root, dirs, files in os.walk(class_dir):
+    for root, dirs, files in storage.walk(class_dir):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if is_image_file_name(name):
-                found.append(os.path.relpath(os.path.join(root, name), class_dir))
+                found.append(storage.relative_path(storage.join(root, name), class_dir))
     return sorted(found)
 
 
-def create_image_lists(
-    image_dir: str, testing_percentage: float, validation_percentage: float
-) -> "collections.OrderedDict[str, dict]":
+class ImageLists(collections.OrderedDict):
+    """label -> {"dir", "training", "testing", "validation"} in class order, and their root.
+
+    "dir" is the class folder's name under root; the three lists hold image paths
+    relative to that folder. image_path() gives an image's full path, so no consumer
+    joins paths by hand.
+    """
+
+    def __init__(self, root: str = "", *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.root = root
+
+    def image_path(self, label: str, file_name: str) -> str:
+        """The full path of image file_name (as listed) of class label."""
+        return storage.join(self.root, self.relative_path(label, file_name))
+
+    def relative_path(self, label: str, file_name: str) -> str:
+        """The image's path under root: '<class folder>/<file_name>'."""
+        return storage.join(self[label]["dir"], file_name)
+
+
+def create_image_lists(image_dir: str, testing_percentage: float, validation_percentage: float) -> ImageLists:
     """Builds the labelled, split lists of images under image_dir.
 
     Args:
@@ -105,17 +128,20 @@ def create_image_lists(
       validation_percentage: share of images (0-100) used to validate during training.
 
     Returns:
-      An OrderedDict in class order mapping each label to a dict with the keys
-      ``dir`` (the folder name under image_dir) and ``training``, ``testing`` and
-      ``validation`` (lists of file names relative to that folder).
+      ImageLists rooted at image_dir, in class order, mapping each label to a dict
+      with the keys ``dir`` (the folder name under image_dir) and ``training``,
+      ``testing`` and ``validation`` (lists of file names relative to that folder).
 
     Raises:
-      UserError: image_dir does not exist.
+      UserError: image_dir does not exist or cannot be read.
     """
-    result = collections.OrderedDict()
+    result = ImageLists(image_dir)
     for dir_name in list_class_dirs(image_dir):
         logging.info("Looking for images in '%s'", dir_name)
-        file_names = list_images(os.path.join(image_dir, dir_name))
+        try:
+            file_names = list_images(storage.join(image_dir, dir_name))
+        except OSError as e:
+            raise UserError(f"Cannot read image folder '{dir_name}' in '{image_dir}': {e}") from e
         if not file_names:
             logging.warning("No files found")
             continue
@@ -130,7 +156,8 @@ def create_image_lists(
         label_name = label_from_dir_name(dir_name)
         sets = {category: [] for category in CATEGORIES}
         for file_name in file_names:
-            full_name = os.path.join(image_dir, dir_name, file_name)
+            # The original hashed os.path.join(image_dir, dir_name, base name).
+            full_name = storage.join(image_dir, dir_name, file_name)
             sets[which_set(full_name, testing_percentage, validation_percentage)].append(file_name)
         if label_name in result:
             # As in the original, the later folder replaces the earlier one's images.

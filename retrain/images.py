@@ -6,14 +6,20 @@ valid), then Pillow for what it cannot read (WebP, CMYK JPEG, ...). An EXIF orie
 tag, as phone cameras write, is applied; images without one are left as they are.
 """
 
+import io
+
 import numpy as np
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from retrain import storage
 from retrain.errors import ImageError
 
 # EXIF tag 0x0112: how the stored pixels must be turned to stand upright.
 _EXIF_ORIENTATION = 0x0112
+
+# An EXIF block is one JPEG segment of at most 64 KiB, near the start of the file.
+_HEADER_BYTES = 1 << 17
 
 
 def read_image(path: str) -> np.ndarray:
@@ -26,15 +32,24 @@ def read_image(path: str) -> np.ndarray:
     Raises:
       ImageError: the file cannot be read or is not an image.
     """
+    contents = read_contents(path)
+    pixels = _decode(contents, path)
+    return apply_orientation(pixels, exif_orientation(contents))
+
+
+def read_contents(path: str) -> bytes:
+    """The bytes of the image file at path.
+
+    Raises:
+      ImageError: it cannot be read, or is empty.
+    """
     try:
-        with open(path, "rb") as f:
-            contents = f.read()
+        contents = storage.read_bytes(path)
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}") from e
     if not contents:
         raise ImageError(f"{path} is empty")
-    pixels = _decode(contents, path)
-    return apply_orientation(pixels, exif_orientation(path))
+    return contents
 
 
 def _decode(contents: bytes, path: str) -> np.ndarray:
@@ -43,24 +58,35 @@ def _decode(contents: bytes, path: str) -> np.ndarray:
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         pass  # Not a format TensorFlow reads; Pillow may know it.
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(contents)) as image:
             image.seek(0)
             return np.asarray(image.convert("RGB"))
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{path} is not a readable image (not a format TensorFlow or Pillow knows)") from e
     except Exception as e:  # Pillow raises many types for broken files.
         raise ImageError(f"{path} is not a readable image ({type(e).__name__}: {e})") from e
 
 
-def exif_orientation(path: str) -> int:
-    """The EXIF orientation (1-8) of an image file; 1 (upright) when it has none.
+def exif_orientation(contents: bytes) -> int:
+    """The EXIF orientation (1-8) in an image file's bytes; 1 (upright) when it has none.
 
-    Reads only the header, so it costs little next to decoding.
+    Parses only the header, so contents may be just the file's first bytes.
     """
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(contents)) as image:
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     except Exception:  # No header Pillow understands: nothing to apply.
         return 1
     return orientation if orientation in range(1, 9) else 1
+
+
+def read_orientation(path: str) -> int:
+    """exif_orientation of the image file at path, reading only its header; 1 if unreadable."""
+    try:
+        with storage.open_read(path) as f:
+            return exif_orientation(f.read(_HEADER_BYTES))
+    except Exception:  # OSError, or a remote filesystem's own: decoding will report it.
+        return 1
 
 
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -125,26 +151,6 @@ def orient(pixels: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     pixels = tf.cond(flip_rows, lambda: tf.reverse(pixels, [0]), lambda: pixels)
     pixels = tf.cond(flip_columns, lambda: tf.reverse(pixels, [1]), lambda: pixels)
     return tf.cond(swap_axes, lambda: tf.transpose(pixels, [1, 0, 2]), lambda: pixels)
-
-
-def decode_module_input(contents: tf.Tensor, orientation: tf.Tensor, height: int, width: int) -> tf.Tensor:
-    """read_image then to_module_input as TensorFlow ops, for tf.data pipelines.
-
-    Args:
-      contents: string scalar, the bytes of an image file.
-      orientation: int32 scalar, its exif_orientation.
-
-    Returns:
-      float32 [height, width, 3] in [0, 1], the same values as the Python path for
-      every file TensorFlow's decoder reads. Fails (when run) for any other file;
-      read_image, which falls back to Pillow, is then the way to read it.
-    """
-    pixels = tf.io.decode_image(contents, channels=3, expand_animations=False)
-    pixels.set_shape([None, None, 3])
-    # Scaled before it is turned, not after as in Python: the same values (scaling is
-    # per pixel), and TensorFlow logs an error line for transposing uint8 on a CPU.
-    scaled = tf.image.convert_image_dtype(pixels, tf.float32)
-    return resize_bilinear_v1(orient(scaled, orientation)[tf.newaxis], height, width)[0]
 
 
 def to_graph_input(

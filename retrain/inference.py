@@ -1,39 +1,69 @@
-"""Load an exported classifier and score images with it, as label_image.py did.
+"""Load an exported classifier, whatever its format, and score batches of images with it.
 
-A frozen GraphDef (.pb: from retrain, from the original retrain.py, or older graphs fed
-through ``DecodeJpeg/contents`` or ``Mul``) runs in a plain TF1 session, so scores are
-those of TensorFlow's label_image.py for the same graph and file. A SavedModel folder
-(retrain's --saved_model_dir) runs through its serving signature.
+- A frozen GraphDef (.pb: from retrain, from the original retrain.py, or older graphs
+  fed through ``DecodeJpeg/contents`` or ``Mul``) runs in a plain TF1 session, so
+  scores are those of TensorFlow's label_image.py for the same graph and file.
+- A SavedModel folder (retrain's --saved_model_dir) runs through its
+  ``serving_default`` signature (pixels) or ``serving_bytes`` (encoded files).
+- A .tflite file (retrain's --output_tflite, any quantization) runs in the LiteRT
+  interpreter (see tflite_runtime).
+
+Formats are told apart by content: a folder is a SavedModel, a file whose FlatBuffer
+identifier is ``TFL3`` (or named .tflite) a TFLite model, anything else a GraphDef.
+Models written by retrain also say how they were calibrated and decoded; every
+classifier exposes that the same way.
 """
 
+import dataclasses
 import os
 from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from retrain import batching, images
+from retrain import batching, images, storage, tflite_runtime
+from retrain.calibration import Calibration
 from retrain.errors import UserError
+from retrain.exports import frozen_graph, saved_model
 from retrain.progress import Progress
+
+SIGNATURES = (saved_model.SERVING_DEFAULT, saved_model.SERVING_BYTES)
+
+
+@dataclasses.dataclass
+class Scores:
+    """A batch's answers: scores float32 [n, classes]; calibrated float32 [n, classes] or None."""
+
+    scores: np.ndarray
+    calibrated: np.ndarray | None = None
 
 
 class Classifier:
-    """A loaded model: float32 [batch, height, width, 3] (preprocessed) -> scores.
+    """A loaded model: a batch of images -> Scores.
 
     Attributes:
       height, width: the input size images are resized to.
       class_count: the number of scores per image, when the model says.
-      takes_encoded_images: the input is a string of file bytes (old
-        ``DecodeJpeg/contents`` graphs): feed one file's bytes per run.
+      takes_encoded_images: the input is file bytes rather than pixels.
+      takes_one_image_per_run: the input has no batch axis, or a fixed batch of 1.
+      calibration: the temperature and "unknown" threshold the model carries, or None.
+      fast_jpeg_decode: the model was trained on JPEGs decoded at reduced scale.
     """
 
     height: int
     width: int
     class_count: int | None
     takes_encoded_images: bool = False
+    takes_one_image_per_run: bool = False
+    calibration: Calibration | None = None
+    fast_jpeg_decode: bool = False
+
+    def predict(self, batch) -> Scores:
+        """batch: float32 [n, height, width, 3] preprocessed pixels, or n file contents."""
+        raise NotImplementedError
 
     def scores(self, batch) -> np.ndarray:
-        raise NotImplementedError
+        return self.predict(batch).scores
 
 
 def _tensor_name(name: str) -> str:
@@ -43,13 +73,10 @@ def _tensor_name(name: str) -> str:
 class FrozenGraphClassifier(Classifier):
     """A frozen GraphDef run in a TF1 session, exactly as label_image.py ran it."""
 
-    def __init__(self, path: str, input_layer: str, output_layer: str, height=None, width=None):
+    def __init__(self, path: str, contents: bytes, input_layer: str, output_layer: str, height=None, width=None):
         graph_def = tf.compat.v1.GraphDef()
         try:
-            with open(path, "rb") as f:
-                graph_def.ParseFromString(f.read())
-        except OSError as e:
-            raise UserError(f"Cannot read graph {path}: {e.strerror or e}") from e
+            graph_def.ParseFromString(contents)
         except Exception as e:  # protobuf's DecodeError and friends.
             raise UserError(f"{path} is not a TensorFlow GraphDef (.pb) file: {e}") from e
         self._graph = tf.Graph()
@@ -60,13 +87,17 @@ class FrozenGraphClassifier(Classifier):
                 raise UserError(f"Cannot import graph {path}: {str(e).splitlines()[0]}") from e
         self._input = self._get_tensor(path, input_layer, "input")
         self._output = self._get_tensor(path, output_layer, "output")
+        self._calibrated = self._optional_tensor(frozen_graph.calibrated_output_name(output_layer.split(":")[0]))
+        self.calibration = self._read_calibration()
+        fast = self._constant(frozen_graph.FAST_JPEG_DECODE_NODE)
+        self.fast_jpeg_decode = bool(fast) if fast is not None else False
         self.takes_encoded_images = self._input.dtype == tf.string
         shape = self._input.shape
         fixed_h = shape[1] if shape.rank == 4 else None
         fixed_w = shape[2] if shape.rank == 4 else None
         self.height = int(height or fixed_h or 299)
         self.width = int(width or fixed_w or 299)
-        self._batched = shape.rank == 4 and shape[0] is None
+        self.takes_one_image_per_run = self.takes_encoded_images or not (shape.rank == 4 and shape[0] is None)
         self.class_count = self._output.shape[-1] if self._output.shape.rank else None
         self._session = tf.compat.v1.Session(graph=self._graph)
 
@@ -80,73 +111,163 @@ class FrozenGraphClassifier(Classifier):
                 f"{', '.join(placeholders) or 'none'}."
             ) from e
 
-    def scores(self, batch) -> np.ndarray:
-        if self.takes_encoded_images or not self._batched:
-            # The input takes one image per run.
-            return np.concatenate([self._run(item if self.takes_encoded_images else item[np.newaxis]) for item in batch])
-        return self._run(batch)
+    def _optional_tensor(self, name):
+        try:
+            return self._graph.get_tensor_by_name(_tensor_name(name))
+        except (KeyError, ValueError):
+            return None
 
-    def _run(self, feed) -> np.ndarray:
-        out = self._session.run(self._output, {self._input: feed})
-        return np.reshape(out, (-1, out.shape[-1]))
+    def _constant(self, name):
+        try:
+            op = self._graph.get_operation_by_name(name)
+        except (KeyError, ValueError):
+            return None
+        return tf.make_ndarray(op.get_attr("value")) if op.type == "Const" else None
+
+    def _read_calibration(self) -> Calibration | None:
+        temperature = self._constant(frozen_graph.TEMPERATURE_NODE)
+        if temperature is None or self._calibrated is None:
+            return None
+        threshold = self._constant(frozen_graph.UNKNOWN_THRESHOLD_NODE)
+        return Calibration(float(temperature), None if threshold is None else float(threshold))
+
+    def predict(self, batch) -> Scores:
+        if self.takes_one_image_per_run:
+            parts = [self._run(item if self.takes_encoded_images else item[np.newaxis]) for item in batch]
+            return Scores(*(np.concatenate(p) if p[0] is not None else None for p in zip(*parts)))
+        return Scores(*self._run(batch))
+
+    def _run(self, feed):
+        fetches = [self._output] + ([self._calibrated] if self._calibrated is not None else [])
+        outputs = self._session.run(fetches, {self._input: feed})
+        rows = [np.reshape(out, (-1, out.shape[-1])) for out in outputs]
+        return rows[0], (rows[1] if len(rows) > 1 else None)
 
 
 class SavedModelClassifier(Classifier):
-    """A SavedModel folder run through its serving_default signature."""
+    """A SavedModel folder run through serving_default (pixels) or serving_bytes (file bytes)."""
 
-    def __init__(self, path: str, height=None, width=None):
+    def __init__(self, path: str, signature_name: str = saved_model.SERVING_DEFAULT, height=None, width=None):
         try:
             loaded = tf.saved_model.load(path)
         except Exception as e:  # Loading raises many types for broken folders.
             raise UserError(f"Cannot load SavedModel {path}: {str(e).splitlines()[0]}") from e
-        signature = loaded.signatures.get("serving_default")
+        signature = loaded.signatures.get(signature_name)
         if signature is None:
-            raise UserError(f"SavedModel {path} has no serving_default signature.")
+            raise UserError(
+                f"SavedModel {path} has no {signature_name} signature; it has: {', '.join(loaded.signatures) or 'none'}."
+            )
         _, inputs = signature.structured_input_signature
         if len(inputs) != 1:
             raise UserError(f"SavedModel {path} must take exactly one input, not {sorted(inputs)}.")
         (self._input_name, spec), = inputs.items()
         outputs = signature.structured_outputs
-        self._output_name = "prediction" if "prediction" in outputs else next(iter(outputs))
+        self._output_name = next((n for n in ("prediction", "scores") if n in outputs), next(iter(outputs)))
+        self._calibrated_name = "calibrated_scores" if "calibrated_scores" in outputs else None
         self._signature = signature
         self._loaded = loaded
-        self.height = int(height or spec.shape[1] or 299)
-        self.width = int(width or spec.shape[2] or 299)
+        self.takes_encoded_images = spec.dtype == tf.string
+        if self.takes_encoded_images:
+            height = height or 0
+            width = width or 0
+        else:
+            height = height or spec.shape[1] or 299
+            width = width or spec.shape[2] or 299
+        self.height, self.width = int(height), int(width)
         self.class_count = outputs[self._output_name].shape[-1]
+        if hasattr(loaded, "temperature"):
+            threshold = float(loaded.unknown_threshold.numpy()) if hasattr(loaded, "unknown_threshold") else None
+            self.calibration = Calibration(float(loaded.temperature.numpy()), threshold or None)
+        if hasattr(loaded, "fast_jpeg_decode"):
+            self.fast_jpeg_decode = bool(loaded.fast_jpeg_decode.numpy())
 
-    def scores(self, batch) -> np.ndarray:
-        result = self._signature(**{self._input_name: tf.constant(batch, tf.float32)})
-        return result[self._output_name].numpy()
+    def predict(self, batch) -> Scores:
+        if self.takes_encoded_images:
+            feed = tf.constant(list(batch), tf.string)
+        else:
+            feed = tf.constant(batch, tf.float32)
+        result = self._signature(**{self._input_name: feed})
+        calibrated = result[self._calibrated_name].numpy() if self._calibrated_name else None
+        return Scores(result[self._output_name].numpy(), calibrated)
+
+
+class TFLiteClassifier(Classifier):
+    """A .tflite model in the LiteRT interpreter (float32, float16 or int8 inside)."""
+
+    def __init__(self, path: str, contents: bytes):
+        try:
+            self._model = tflite_runtime.TFLiteModel(contents)
+        except ValueError as e:
+            raise UserError(f"TFLite model {path} cannot be used: {e}") from e
+        names = self._model.output_names
+        self._output_name = "scores" if "scores" in names else names[0]
+        self._calibrated_name = "calibrated_scores" if "calibrated_scores" in names else None
+        self.height, self.width = self._model.height, self._model.width
+        self.class_count = None
+        metadata = self._model.metadata
+        if metadata.get("temperature") is not None:
+            self.calibration = Calibration(metadata["temperature"], metadata.get("unknown_threshold"))
+        self.fast_jpeg_decode = bool(metadata.get("fast_jpeg_decode", False))
+        self.labels = metadata.get("labels")
+        if self.labels:
+            self.class_count = len(self.labels)
+
+    def predict(self, batch) -> Scores:
+        outputs = self._model.run(np.asarray(batch, np.float32))
+        calibrated = outputs[self._calibrated_name] if self._calibrated_name else None
+        return Scores(outputs[self._output_name], calibrated)
+
+
+def _is_tflite(path: str, head: bytes) -> bool:
+    return head[4:8] == b"TFL3" or path.lower().endswith(".tflite")
 
 
 def load_classifier(
-    path: str, *, input_layer: str = "Placeholder", output_layer: str = "final_result", height=None, width=None
+    path: str,
+    *,
+    input_layer: str = "Placeholder",
+    output_layer: str = "final_result",
+    signature: str = saved_model.SERVING_DEFAULT,
+    height=None,
+    width=None,
 ) -> Classifier:
-    """Loads a frozen graph file or a SavedModel folder (see the module docstring)."""
-    if os.path.isdir(path):
-        return SavedModelClassifier(path, height, width)
-    if not os.path.exists(path):
-        raise UserError(f"Graph file {path} not found.")
-    return FrozenGraphClassifier(path, input_layer, output_layer, height, width)
+    """Loads a frozen graph, a SavedModel folder or a .tflite file (see the module docstring).
+
+    Raises:
+      UserError: path is missing or is no model of these kinds.
+    """
+    try:
+        if storage.isdir(path):
+            return SavedModelClassifier(path, signature, height, width)
+        contents = storage.read_bytes(path)
+    except FileNotFoundError as e:
+        raise UserError(f"Graph file {path} not found.") from e
+    except OSError as e:
+        raise UserError(f"Cannot read graph {path}: {e.strerror or e}") from e
+    if _is_tflite(path, contents[:8]):
+        classifier = TFLiteClassifier(path, contents)
+        if height and height != classifier.height or width and width != classifier.width:
+            raise UserError(f"TFLite model {path} takes {classifier.height}x{classifier.width} images.")
+        return classifier
+    return FrozenGraphClassifier(path, contents, input_layer, output_layer, height, width)
 
 
 def read_labels(path: str) -> list[str]:
     """The labels file: one label per line, as retrain writes it."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f if line.strip("\n")]
-    except OSError as e:
-        raise UserError(f"Cannot read labels file {path}: {e.strerror or e}") from e
+        text = storage.read_bytes(path).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"Cannot read labels file {path}: {getattr(e, 'strerror', None) or e}") from e
+    return [line for line in text.split("\n") if line]
 
 
-def image_loader(classifier: Classifier, mean: float, std: float) -> Callable[[str], np.ndarray]:
+def image_loader(classifier: Classifier, mean: float, std: float) -> Callable[[str], object]:
     """path -> what the classifier's input takes, preprocessed as label_image.py did."""
     if classifier.takes_encoded_images:
 
         def load_bytes(path):
             images.read_image(path)  # Reject what is not an image, by name.
-            with open(path, "rb") as f:
-                return np.array(f.read(), dtype=object)
+            return images.read_contents(path)
 
         return load_bytes
     return lambda path: images.to_graph_input(images.read_image(path), classifier.height, classifier.width, mean, std)
@@ -161,26 +282,36 @@ def classify_files(
     batch_size: int,
     workers: int | None = None,
     show_progress: bool | None = None,
-) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
-    """Yields (path, scores float32 [classes] or None, error or None) for each path, in order.
+) -> Iterator[tuple[str, Scores | None, str | None]]:
+    """Yields (path, Scores of one image or None, error or None) for each path, in order.
 
     Images are decoded ahead on threads and scored in batches; an unreadable file
     gives its error instead of scores and the rest go on.
     """
     load = image_loader(classifier, mean, std)
     workers = workers or os.cpu_count() or 1
+    stack = not classifier.takes_encoded_images
     with Progress(len(paths), "Classifying", enabled=show_progress) as progress:
-        for positions, batch, errors in batching.decoded_batches(paths, load, batch_size, workers):
+        for positions, batch, errors in _decoded(paths, load, batch_size, workers, stack):
             results = {}
             if batch is not None:
-                for position, row in zip(positions, classifier.scores(batch)):
-                    results[position] = (row, None)
+                answer = classifier.predict(batch)
+                for row, position in enumerate(positions):
+                    calibrated = answer.calibrated[row] if answer.calibrated is not None else None
+                    results[position] = (Scores(answer.scores[row], calibrated), None)
             for position, error in errors:
                 results[position] = (None, error)
             for position in sorted(results):
-                row, error = results[position]
-                yield paths[position], row, error
+                scores, error = results[position]
+                yield paths[position], scores, error
             progress.update(len(results))
+
+
+def _decoded(paths, load, batch_size, workers, stack):
+    if stack:
+        return batching.decoded_batches(paths, load, batch_size, workers)
+    # File contents are not stacked: a list of bytes per batch.
+    return batching.decoded_batches(paths, load, batch_size, workers, stack=lambda items: list(items))
 
 
 def find_images(targets: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -195,11 +326,10 @@ def find_images(targets: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 
     found, missing = [], []
     for target in targets:
-        if os.path.isdir(target):
-            found.extend(os.path.join(target, name) for name in list_images(target))
-        elif os.path.exists(target):
+        if storage.isdir(target):
+            found.extend(storage.join(target, name) for name in list_images(target))
+        elif storage.exists(target):
             found.append(target)
         else:
             missing.append((target, f"{target} not found"))
     return found, missing
-

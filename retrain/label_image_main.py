@@ -20,9 +20,9 @@ mismatched graph or labels file, accuracy below --min_accuracy); 2 bad usage.
 
 import csv
 import json
-import os
 import sys
 
+import numpy as np
 from absl import app, flags, logging
 
 from retrain import cli
@@ -32,7 +32,28 @@ _D = config_lib.LabelImageConfig()
 OUTPUT_FORMATS = ("text", "json", "csv")
 
 _GRAPH = flags.DEFINE_string(
-    "graph", "", "Graph to be executed: a frozen GraphDef (.pb) or a SavedModel folder."
+    "graph",
+    "",
+    "Model to be executed: a frozen GraphDef (.pb), a SavedModel folder or a TFLite model "
+    "(.tflite), told apart by their content.",
+)
+_SIGNATURE = flags.DEFINE_enum(
+    "signature",
+    _D.signature,
+    ["serving_default", "serving_bytes"],
+    "For a SavedModel: serving_default takes pixels prepared here; serving_bytes is sent the "
+    "image files and decodes them inside the model (as a server would be sent them).",
+)
+_UNKNOWN = flags.DEFINE_boolean(
+    "unknown",
+    _D.unknown,
+    "Answer 'unknown <score>' first when the calibrated top score is below the threshold the "
+    "model was trained with (models from this version of retrain carry one).",
+)
+_UNKNOWN_THRESHOLD = flags.DEFINE_float(
+    "unknown_threshold",
+    _D.unknown_threshold,
+    "Answer 'unknown' below this (calibrated) top score, instead of the model's own threshold; implies --unknown.",
 )
 _LABELS = flags.DEFINE_string("labels", "", "Name of file containing labels, one per line.")
 _IMAGE = flags.DEFINE_multi_string(
@@ -87,6 +108,9 @@ def _config_from_flags(extra_images: list[str]) -> config_lib.LabelImageConfig:
         top_k=_TOP_K.value,
         batch_size=_BATCH_SIZE.value,
         output_format=_OUTPUT_FORMAT.value,
+        signature=_SIGNATURE.value,
+        unknown=_UNKNOWN.value or _UNKNOWN_THRESHOLD.value is not None,
+        unknown_threshold=_UNKNOWN_THRESHOLD.value,
     )
 
 
@@ -106,35 +130,13 @@ def _check_flags(extra_images: list[str]) -> None:
         raise cli.UsageError("name images with --image (files or folders) or --image_dir")
     if _TOP_K.value <= 0 or _BATCH_SIZE.value <= 0:
         raise cli.UsageError("--top_k and --batch_size must be positive")
+    if _UNKNOWN_THRESHOLD.value is not None and not 0.0 <= _UNKNOWN_THRESHOLD.value <= 1.0:
+        raise cli.UsageError(f"--unknown_threshold must be between 0 and 1, not {_UNKNOWN_THRESHOLD.value}")
     if _INPUT_STD.value == 0:
         raise cli.UsageError("--input_std must not be 0")
     for holder in (_INPUT_HEIGHT, _INPUT_WIDTH):
         if holder.value is not None and holder.value <= 0:
             raise cli.UsageError(f"--{holder.name} must be positive, not {holder.value}")
-
-
-def _ranked(scores, labels, top_k):
-    order = scores.argsort()[::-1][:top_k]
-    return [(labels[i], scores[i]) for i in order]
-
-
-def _labelled_images(image_dir: str, labels: list[str]) -> tuple[list[str], list[int]]:
-    """Images under image_dir/<class>/ whose folder maps to a label, and their label indices."""
-    from retrain import image_lists
-    from retrain.errors import UserError
-
-    paths, truth = [], []
-    for dir_name in image_lists.list_class_dirs(image_dir):
-        label = image_lists.label_from_dir_name(dir_name)
-        if label not in labels:
-            print(f"label-image: warning: folder '{dir_name}' is not a label of this graph; skipped", file=sys.stderr)
-            continue
-        for name in image_lists.list_images(os.path.join(image_dir, dir_name)):
-            paths.append(os.path.join(image_dir, dir_name, name))
-            truth.append(labels.index(label))
-    if not paths:
-        raise UserError(f"No images under {image_dir} in folders named after the labels ({', '.join(labels)}).")
-    return paths, truth
 
 
 def _text_report(evaluation) -> str:
@@ -156,6 +158,14 @@ def _text_report(evaluation) -> str:
     width = max(len(str(v)) for row in evaluation.confusion_matrix for v in row) + 1
     for label, row in zip(evaluation.labels, evaluation.confusion_matrix):
         lines.append(f"{label:<24}" + "".join(f"{v:>{width}}" for v in row))
+    if evaluation.unknown_threshold is not None:
+        lines.append(
+            f"\nAt the unknown threshold {evaluation.unknown_threshold:.4f}: coverage {fmt(evaluation.coverage, 0)} "
+            f"(share answered), accuracy on those {fmt(evaluation.covered_accuracy, 0)}"
+        )
+        lines.append(f"{'label':<24} {'coverage':>9} {'accuracy':>9}")
+        for label, stats in evaluation.per_label.items():
+            lines.append(f"{label:<24} {fmt(stats.coverage, 9)} {fmt(stats.covered_accuracy, 9)}")
     if evaluation.suggested_threshold is not None:
         lines.append(
             f"\nSuggested score threshold: {evaluation.suggested_threshold:.4f} (mean top score of misses "
@@ -167,100 +177,82 @@ def _text_report(evaluation) -> str:
     return "\n".join(lines)
 
 
-def _load_model(config: config_lib.LabelImageConfig):
-    """(labels, classifier), checked against each other."""
-    from retrain import inference
-    from retrain.errors import UserError
-
-    labels = inference.read_labels(config.labels)
-    classifier = inference.load_classifier(
-        config.graph,
-        input_layer=config.input_layer,
-        output_layer=config.output_layer,
-        height=config.input_height,
-        width=config.input_width,
-    )
-    if classifier.class_count is not None and classifier.class_count != len(labels):
-        raise UserError(
-            f"{config.labels} has {len(labels)} labels but the graph's output has {classifier.class_count} classes."
-        )
-    return labels, classifier
-
-
 class _StreamPrinter:
     """Prints each image's result as it comes, in text or csv (json waits for the end)."""
 
-    def __init__(self, config: config_lib.LabelImageConfig, labels: list[str], many: bool):
-        self.format = config.output_format
-        self.evaluate = config.evaluate
+    def __init__(self, config: config_lib.LabelImageConfig, labels: list[str], many: bool, unknown: bool):
+        self.config = config
+        self.labels = labels
         self.many = many
-        self.writer = csv.writer(sys.stdout) if self.format == "csv" else None
+        self.unknown = unknown
+        self.writer = csv.writer(sys.stdout) if config.output_format == "csv" else None
         if self.writer:
-            header = ["path"] + (["true_label", "correct"] if self.evaluate else [])
+            header = ["path"] + (["true_label", "correct"] if config.evaluate else [])
+            header += ["unknown", "calibrated_score"] if unknown else []
             for rank in range(1, min(config.top_k, len(labels)) + 1):
                 header += [f"label_{rank}", f"score_{rank}"]
             self.writer.writerow(header)
 
-    def image(self, record: dict, ranked: list) -> None:
-        if self.format == "text":
+    def image(self, result) -> None:
+        ranked = result.ranked(self.labels, self.config.top_k)
+        correct = ranked[0][0] == result.true_label
+        if self.config.output_format == "text":
             if self.many:
-                print(f"== {record['path']}" + (f" (true label: {record['true_label']})" if self.evaluate else ""))
+                true_label = f" (true label: {result.true_label})" if self.config.evaluate else ""
+                print(f"== {result.path}{true_label}")
+            if result.unknown:
+                print("unknown", np.float32(result.confidence))
             for label, score in ranked:
                 print(label, score)  # As label_image.py: numpy's shortest float32 text.
-            if self.evaluate and not record["correct"]:
-                print(f"WARNING: top label '{ranked[0][0]}' is wrong, expected '{record['true_label']}'")
+            if self.config.evaluate and not correct:
+                print(f"WARNING: top label '{ranked[0][0]}' is wrong, expected '{result.true_label}'")
         elif self.writer:
-            row = [record["path"]] + ([record["true_label"], record["correct"]] if self.evaluate else [])
+            row = [result.path] + ([result.true_label, correct] if self.config.evaluate else [])
+            row += [result.unknown, f"{result.confidence:.6g}"] if self.unknown else []
             for label, score in ranked:
                 row += [label, f"{float(score):.6g}"]
             self.writer.writerow(row)
 
 
+def _record(result, config: config_lib.LabelImageConfig, labels: list[str], unknown: bool) -> dict:
+    """One image of the JSON document."""
+    ranked = result.ranked(labels, config.top_k)
+    record = {"path": result.path, "predictions": [{"label": l, "score": float(s)} for l, s in ranked]}
+    if unknown:
+        record.update(unknown=result.unknown, calibrated_score=result.confidence)
+    if config.evaluate:
+        record.update(true_label=result.true_label, correct=ranked[0][0] == result.true_label)
+    return record
+
+
 def _classify(config: config_lib.LabelImageConfig) -> int:
     """Classifies (or evaluates) as configured, prints the results; returns the exit status."""
-    import numpy as np
+    from retrain import label_image
 
-    from retrain import evaluation as evaluation_lib
-    from retrain import inference
-    from retrain.errors import UserError
-
-    labels, classifier = _load_model(config)
-    failures, truth_of = [], {}
-    if config.evaluate:
-        paths, truth = _labelled_images(config.image_dir, labels)
-        truth_of = dict(zip(paths, truth))
-    else:
-        paths, failures = inference.find_images(list(config.images) + ([config.image_dir] if config.image_dir else []))
+    job = label_image.start(config)
+    labels = job.model.labels
+    for folder in job.skipped_folders:
+        print(f"label-image: warning: folder '{folder}' is not a label of this graph; skipped", file=sys.stderr)
+    failures = list(job.missing)
     for _, error in failures:
         print(f"label-image: error: {error}", file=sys.stderr)
 
-    printer = _StreamPrinter(config, labels, many=len(paths) > 1)
-    records, predicted, top_scores = [], [], []
-    results = inference.classify_files(
-        classifier, paths, mean=config.input_mean, std=config.input_std, batch_size=config.batch_size
-    )
-    for path, scores, error in results:
-        if error is not None:
-            print(f"label-image: error: {error}", file=sys.stderr)
-            failures.append((path, error))
+    unknown = job.model.unknown_threshold is not None
+    printer = _StreamPrinter(config, labels, many=len(job.paths) > 1, unknown=unknown)
+    results, records = [], []
+    for result in job.results(show_progress=None):
+        if result.error is not None:
+            print(f"label-image: error: {result.error}", file=sys.stderr)
+            failures.append((result.path, result.error))
             continue
-        if scores.shape[0] != len(labels):
-            raise UserError(f"{config.labels} has {len(labels)} labels but the graph gave {scores.shape[0]} scores.")
-        ranked = _ranked(scores, labels, config.top_k)
-        record = {"path": path, "predictions": [{"label": l, "score": float(s)} for l, s in ranked]}
-        if config.evaluate:
-            record.update(true_label=labels[truth_of[path]], correct=ranked[0][0] == labels[truth_of[path]])
-            predicted.append(int(scores.argmax()))
-            top_scores.append(float(scores.max()))
-        records.append(record)
-        printer.image(record, ranked)
+        results.append(result)
+        records.append(_record(result, config, labels, unknown))
+        printer.image(result)
 
     document = {"images": records, "failed": [{"path": p, "error": e} for p, e in failures]}
     status = cli.EXIT_FAILURE if failures else cli.EXIT_OK
-    if config.evaluate and records:
-        report = evaluation_lib.evaluate(
-            np.array([truth_of[r["path"]] for r in records]), np.array(predicted), np.array(top_scores), labels
-        )
+    if config.evaluate and results:
+        report = label_image.evaluation_of(job.model, results)
         document.update(report.to_json())
         if config.output_format != "json":
             print(_text_report(report), file=sys.stdout if config.output_format == "text" else sys.stderr)

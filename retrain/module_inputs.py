@@ -4,7 +4,8 @@ Reading, decoding, orienting, scaling and resizing run as TensorFlow ops on tf.d
 C++ threads, a batch ahead of the module, and never take Python's lock: on a CPU the
 module keeps both cores while the next batch is decoded in the gaps, which Python
 threads (one eager call per image, each holding the lock in turn) could not manage.
-The pixels are those of images.read_image + images.to_module_input.
+The pixels are those of Preprocessing.read (images.read_image + images.to_module_input)
+for retrain.py's exact decoding.
 
 A file the pipeline cannot decode (a format only Pillow reads, a broken or vanished
 file) is retried on the Python path, which decodes it or explains why not, so what
@@ -19,17 +20,16 @@ import tensorflow as tf
 
 from retrain import batching, images
 from retrain.batching import BatchDecoder, DecodedBatch
+from retrain.preprocessing import Preprocessing
 
 
-def module_input_decoder(height: int, width: int, batch_size: int, workers: int | None = None) -> BatchDecoder:
+def module_input_decoder(preprocessing: Preprocessing, batch_size: int, workers: int | None = None) -> BatchDecoder:
     """A BatchDecoder from image paths to float32 [batch, height, width, 3] in [0, 1]."""
-    return lambda paths: module_input_batches(
-        paths, height=height, width=width, batch_size=batch_size, workers=workers
-    )
+    return lambda paths: module_input_batches(paths, preprocessing=preprocessing, batch_size=batch_size, workers=workers)
 
 
 def module_input_batches(
-    paths: Sequence[str], *, height: int, width: int, batch_size: int, workers: int | None = None
+    paths: Sequence[str], *, preprocessing: Preprocessing, batch_size: int, workers: int | None = None
 ) -> Iterator[DecodedBatch]:
     """Yields (positions, float32 tf.Tensor [n, height, width, 3], errors) covering paths.
 
@@ -37,14 +37,12 @@ def module_input_batches(
     path reads come in batches of their own, right after the batch they fell in.
 
     Args:
-      paths: image files.
+      paths: image files (any filesystem TensorFlow reads).
+      preprocessing: the decoding and the module's input size.
       workers: images decoded at once; default: one per CPU.
     """
     paths = list(paths)
     workers = workers or os.cpu_count() or 1
-
-    def load_python(path):
-        return images.to_module_input(images.read_image(path), height, width)
 
     def numbered_chunks():
         # EXIF headers are read here, on tf.data's thread, a chunk ahead of decoding;
@@ -54,7 +52,7 @@ def module_input_batches(
             yield (
                 np.arange(start, start + len(chunk), dtype=np.int64),
                 np.array(chunk, dtype=object),
-                np.array([images.exif_orientation(path) for path in chunk], dtype=np.int32),
+                np.array([images.read_orientation(path) for path in chunk], dtype=np.int32),
             )
 
     dataset = tf.data.Dataset.from_generator(
@@ -68,7 +66,7 @@ def module_input_batches(
     dataset = dataset.map(
         lambda index, path, orientation: (
             index,
-            images.decode_module_input(tf.io.read_file(path), orientation, height, width),
+            preprocessing.decode(tf.io.read_file(path), orientation),
         ),
         num_parallel_calls=workers,
         deterministic=True,
@@ -76,7 +74,7 @@ def module_input_batches(
     # A file that fails is dropped here and found again by its missing index.
     dataset = batching.untuned(dataset.ignore_errors().batch(batch_size).prefetch(1))
 
-    decode_in_python = batching.threaded_decoder(load_python, batch_size, workers)
+    decode_in_python = batching.threaded_decoder(preprocessing.read, batch_size, workers)
 
     def python_batches(positions):
         if not positions:

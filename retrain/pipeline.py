@@ -8,25 +8,27 @@ with the user's input raise UserError before any long work starts where possible
 import dataclasses
 import os
 import random
-import shutil
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from retrain import (
-    atomic,
     batching,
     bottlenecks,
     distortions,
-    export,
+    exports,
     hub_module,
     image_lists,
     images,
     module_inputs,
+    storage,
     train,
 )
 from retrain.config import RetrainConfig
 from retrain.errors import Interrupted, UserError
+from retrain.exports import checkpoint, frozen_graph
+from retrain.preprocessing import Preprocessing
 
 
 @dataclasses.dataclass
@@ -40,6 +42,8 @@ class RetrainResult:
       misclassified: (image path, predicted label) per wrong test image.
       failed_images: (image path, reason) per image that could not be decoded.
       seed: the random seed the run used.
+      exports: reports of the outputs that make one, by OutputConfig field, e.g.
+        exports["output_tflite"], the TFLite model's agreement with the frozen graph.
     """
 
     labels: list[str]
@@ -48,36 +52,31 @@ class RetrainResult:
     misclassified: list[tuple[str, str]]
     failed_images: list[tuple[str, str]]
     seed: int
+    exports: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def tflite_parity(self):
+        """The TFLite model's agreement with the frozen graph (exports.tflite.TFLiteParity), or None."""
+        return self.exports.get("output_tflite")
 
 
 def check_output_locations(config: RetrainConfig) -> None:
     """Raises UserError unless every output location can be written (fails fast)."""
-    out = config.output
-    files = [out.output_graph, out.output_labels, out.checkpoint_path]
-    if out.saved_model_dir:
-        files.append(out.saved_model_dir.rstrip("/"))
-    folders = [config.bottleneck_dir, out.summaries_dir]
-    if out.intermediate_store_frequency > 0:
-        folders.append(out.intermediate_output_graphs_dir)
-    for path in files[:3]:
-        if path and os.path.isdir(path):
-            raise UserError(f"{path} is a directory; give a file name for it.")
-    checks = [path for path in files if path] + [os.path.join(d, "x") for d in folders if d]
-    for path in checks:
-        try:
-            atomic.check_writable(path)
-        except OSError as e:
-            raise UserError(f"Cannot write to {os.path.dirname(path) or '.'}: {e.strerror or e}") from e
+    exports.check_locations(config.output)
+    try:
+        storage.check_writable(config.bottleneck_dir)
+    except OSError as e:
+        raise UserError(f"Cannot write to {config.bottleneck_dir}: {e.strerror or e}") from e
 
 
 def prepare_summaries_dir(summaries_dir: str) -> None:
     """Removes the train/ and validation/ event folders of an earlier run, nothing else."""
     for name in ("train", "validation"):
-        shutil.rmtree(os.path.join(summaries_dir, name), ignore_errors=True)
-    os.makedirs(summaries_dir, exist_ok=True)
+        storage.rmtree(storage.join(summaries_dir, name))
+    storage.makedirs(summaries_dir)
 
 
-def _bottlenecks(config: RetrainConfig, lists: dict, extractor, seed: int):
+def _bottlenecks(config: RetrainConfig, lists, extractor, preprocessing: Preprocessing, seed: int):
     """The bottleneck sets for training, and what was skipped.
 
     Without distortions every set comes from the cache. With them, validation and
@@ -93,16 +92,12 @@ def _bottlenecks(config: RetrainConfig, lists: dict, extractor, seed: int):
     def extract(batch):
         return extractor.extract(tf.convert_to_tensor(batch)).numpy()
 
-    common = dict(
-        image_dir=config.image_dir,
-        bottleneck_dir=config.bottleneck_dir,
-        module_handle=config.tfhub_module,
-    )
+    common = dict(bottleneck_dir=config.bottleneck_dir, module_handle=config.tfhub_module)
     cache = bottlenecks.load_or_compute(
         image_lists=lists,
         **common,
         dim=extractor.feature_dim,
-        decode=module_inputs.module_input_decoder(height, width, config.bottleneck_batch_size),
+        decode=module_inputs.module_input_decoder(preprocessing, config.bottleneck_batch_size),
         extract=extract,
         categories=("testing", "validation") if distort.enabled else image_lists.CATEGORIES,
     )
@@ -149,6 +144,28 @@ def _bottlenecks(config: RetrainConfig, lists: dict, extractor, seed: int):
     return sets, failed + training_failed, batches
 
 
+def _representative_paths(lists, failed_images, seed: int) -> tuple[str, ...]:
+    """Every readable training image, in an order drawn from the seed (int8 takes the first few hundred)."""
+    failed = {path for path, _ in failed_images}
+    paths = [
+        lists.image_path(label, name)
+        for label, sets in lists.items()
+        for name in sets["training"]
+        if lists.image_path(label, name) not in failed
+    ]
+    order = np.random.default_rng(seed).permutation(len(paths))
+    return tuple(paths[i] for i in order)
+
+
+def _held_out(sets) -> exports.HeldOutImages | None:
+    """The test set, else the validation set, as exports check converted models on."""
+    for category in ("testing", "validation"):
+        chosen = sets[category]
+        if len(chosen):
+            return exports.HeldOutImages(category, list(chosen.image_paths), chosen.labels, chosen.features)
+    return None
+
+
 def run(config: RetrainConfig) -> RetrainResult:
     """Retrains a classifier on config.image_dir and writes the configured outputs.
 
@@ -177,7 +194,8 @@ def run(config: RetrainConfig) -> RetrainResult:
     logging.info(
         "Using module %s with image size %dx%d.", config.tfhub_module, extractor.height, extractor.width
     )
-    sets, failed_images, batch_source = _bottlenecks(config, lists, extractor, seed)
+    preprocessing = Preprocessing(extractor.height, extractor.width)
+    sets, failed_images, batch_source = _bottlenecks(config, lists, extractor, preprocessing, seed)
     training_classes = len(set(sets["training"].labels.tolist())) if batch_source is None else len(batch_source.by_class)
     if training_classes < 2:
         raise UserError(
@@ -186,13 +204,25 @@ def run(config: RetrainConfig) -> RetrainResult:
         )
 
     out = config.output
-    exporter = export.GraphExporter(extractor, len(labels), out.final_tensor_name)
+    frozen_module = frozen_graph.FrozenModule(extractor)
+
+    def model_with(weights, biases, **more) -> exports.TrainedModel:
+        return exports.TrainedModel(
+            extractor=extractor,
+            frozen_module=frozen_module,
+            preprocessing=preprocessing,
+            labels=labels,
+            weights=weights,
+            biases=biases,
+            final_tensor_name=out.final_tensor_name,
+            **more,
+        )
 
     def store_intermediate(step, weights, biases):
-        export.write_checkpoint(out.checkpoint_path, weights, biases)
+        checkpoint.write_checkpoint(out.checkpoint_path, weights, biases)
         path = out.intermediate_output_graphs_dir + "intermediate_" + str(step) + ".pb"
         logging.info("Save intermediate result to : %s", path)
-        exporter.write(path, weights, biases)
+        frozen_graph.write(path, model_with(weights, biases))
 
     if out.summaries_dir:
         prepare_summaries_dir(out.summaries_dir)
@@ -206,14 +236,12 @@ def run(config: RetrainConfig) -> RetrainResult:
             intermediate_store_frequency=out.intermediate_store_frequency,
             on_intermediate=store_intermediate,
             batch_source=batch_source,
-            graph_def=exporter.structure,
         )
     except KeyboardInterrupt as e:
         raise Interrupted(
             "Interrupted during training; the output graph and labels are untouched and the bottleneck "
             f"cache in {config.bottleneck_dir} is complete, so a rerun starts training at once."
         ) from e
-    export.write_checkpoint(out.checkpoint_path, result.weights, result.biases)
     if result.test_accuracy is None:
         logging.warning("No test images: final test accuracy is not reported.")
     else:
@@ -224,12 +252,15 @@ def run(config: RetrainConfig) -> RetrainResult:
         for path, label in misclassified:
             logging.info("%70s  %s", path, label)
 
-    logging.info("Save final result to : %s", out.output_graph)
-    exporter.write(out.output_graph, result.weights, result.biases)
-    export.write_labels(out.output_labels, labels)
-    if out.saved_model_dir:
-        export.write_saved_model(out.saved_model_dir, extractor, result.weights, result.biases)
-        logging.info("SavedModel written to %s", out.saved_model_dir)
+    model = model_with(
+        result.weights,
+        result.biases,
+        representative_paths=_representative_paths(lists, failed_images, seed),
+        held_out=_held_out(sets),
+    )
+    reports = exports.write_outputs(out, model)
+    if out.summaries_dir:
+        train.write_graph_summary(out.summaries_dir, frozen_graph.structure(frozen_graph.graph_def_of(model)))
     if failed_images:
         logging.warning("Skipped %d file(s) that are not readable images:", len(failed_images))
         for path, reason in failed_images:
@@ -241,4 +272,5 @@ def run(config: RetrainConfig) -> RetrainResult:
         misclassified=misclassified,
         failed_images=failed_images,
         seed=seed,
+        exports=reports,
     )

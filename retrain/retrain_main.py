@@ -147,8 +147,38 @@ _IMAGE_SIZE = flags.DEFINE_integer(
 _SAVED_MODEL_DIR = flags.DEFINE_string(
     "saved_model_dir",
     _D.output.saved_model_dir,
-    "Where to also save the model as a SavedModel (signature serving_default: input 'image', "
-    "output 'prediction'). Not saved if empty; an existing folder is replaced.",
+    "Where to also save the model as a SavedModel, for TF Serving and Python. Signature "
+    "serving_default: input 'image' (as the frozen graph's), output 'prediction'; signature "
+    "serving_bytes: input 'images', encoded JPEG/PNG/GIF/BMP files, outputs 'scores', "
+    "'top_labels', 'top_scores'. Not saved if empty; an existing folder is replaced.",
+)
+_OUTPUT_TFLITE = flags.DEFINE_string(
+    "output_tflite",
+    _D.output.output_tflite,
+    "Where to also save the model as TFLite (.tflite, for Android, iOS and the edge): input "
+    "'image' float32 [batch, height, width, 3] RGB in [0, 1] as for the frozen graph, output "
+    "'scores'. It is then run on the test images and its agreement with the frozen graph logged. "
+    "Not saved if empty.",
+)
+_TFLITE_QUANTIZATION = flags.DEFINE_enum(
+    "tflite_quantization",
+    _D.output.tflite_quantization,
+    ["float", "float16", "int8"],
+    "How --output_tflite stores the model: float (as trained), float16 (half the size), or int8 "
+    "(full-integer quantization calibrated on training images: a quarter of the size, fast on phones).",
+)
+_TFLITE_IO_TYPE = flags.DEFINE_enum(
+    "tflite_io_type",
+    _D.output.tflite_io_type,
+    ["float32", "uint8", "int8"],
+    "With --tflite_quantization int8: the type of the model's input and output. float32 (default) "
+    "needs no scale or zero point from callers; uint8 / int8 take quantized pixels.",
+)
+_TFLITE_REPRESENTATIVE_IMAGES = flags.DEFINE_integer(
+    "tflite_representative_images",
+    _D.output.tflite_representative_images,
+    "With --tflite_quantization int8: how many training images (chosen with the random seed) "
+    "calibrate the quantization ranges. More can help when int8 agrees poorly with the frozen graph.",
 )
 _LOGGING_VERBOSITY = flags.DEFINE_enum(
     "logging_verbosity",
@@ -203,6 +233,12 @@ def _check_flags() -> None:
         raise cli.UsageError(f"--random_brightness must be at most 100, not {_RANDOM_BRIGHTNESS.value}")
     if not _FINAL_TENSOR_NAME.value:
         raise cli.UsageError("--final_tensor_name must not be empty")
+    if _TFLITE_IO_TYPE.value != "float32" and _TFLITE_QUANTIZATION.value != "int8":
+        raise cli.UsageError("--tflite_io_type uint8 or int8 needs --tflite_quantization int8")
+    if _TFLITE_REPRESENTATIVE_IMAGES.value <= 0:
+        raise cli.UsageError(
+            f"--tflite_representative_images must be positive, not {_TFLITE_REPRESENTATIVE_IMAGES.value}"
+        )
 
 
 def _config_from_flags() -> config_lib.RetrainConfig:
@@ -243,6 +279,10 @@ def _config_from_flags() -> config_lib.RetrainConfig:
             checkpoint_path=_CHECKPOINT_PATH.value,
             saved_model_dir=_SAVED_MODEL_DIR.value,
             final_tensor_name=_FINAL_TENSOR_NAME.value,
+            output_tflite=_OUTPUT_TFLITE.value,
+            tflite_quantization=_TFLITE_QUANTIZATION.value,
+            tflite_io_type=_TFLITE_IO_TYPE.value,
+            tflite_representative_images=_TFLITE_REPRESENTATIVE_IMAGES.value,
         ),
     )
 

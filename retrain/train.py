@@ -11,7 +11,6 @@ those instead of crashing.
 import contextlib
 import dataclasses
 import datetime
-import os
 from typing import Callable
 
 import numpy as np
@@ -19,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from retrain import config as config_lib
+from retrain import storage
 from retrain.bottlenecks import BottleneckSet
 
 # Draws are `randint(0, 2**27) % class size`, as retrain.py drew them.
@@ -137,8 +137,8 @@ class Trainer:
         self.learning_rate = tf.constant(train_config.learning_rate, tf.float32)
         self._train_writer = self._validation_writer = None
         if summaries_dir:
-            self._train_writer = tf.summary.create_file_writer(os.path.join(summaries_dir, "train"))
-            self._validation_writer = tf.summary.create_file_writer(os.path.join(summaries_dir, "validation"))
+            self._train_writer = tf.summary.create_file_writer(storage.join(summaries_dir, "train"))
+            self._validation_writer = tf.summary.create_file_writer(storage.join(summaries_dir, "validation"))
 
     def _apply_step(self, features, labels, write_summaries: bool) -> None:
         with tf.GradientTape() as tape:
@@ -215,12 +215,6 @@ class Trainer:
         logits = self.layer(features)
         return _accuracy(logits, labels), _cross_entropy(logits, labels), tf.argmax(logits, 1)
 
-    def write_graph(self, graph_def) -> None:
-        """Puts graph_def in the train summaries (TensorBoard's graph tab)."""
-        if self._train_writer is not None:
-            with self._train_writer.as_default():
-                tf.summary.graph(graph_def)
-
     def close(self) -> None:
         """Flushes and closes the summary writers."""
         for writer in (self._train_writer, self._validation_writer):
@@ -274,6 +268,14 @@ class Trainer:
         return float(accuracy), len(labels), wrong
 
 
+def write_graph_summary(summaries_dir: str, graph_def) -> None:
+    """Puts graph_def in the train summaries under summaries_dir (TensorBoard's graph tab)."""
+    writer = tf.summary.create_file_writer(storage.join(summaries_dir, "train"))
+    with writer.as_default():
+        tf.summary.graph(graph_def)
+    writer.close()
+
+
 def training_schedule(steps: int, eval_interval: int, store_frequency: int) -> list[int]:
     """The 0-based steps after which training pauses to evaluate or store a graph.
 
@@ -298,7 +300,6 @@ def train(
     intermediate_store_frequency: int = 0,
     on_intermediate: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     batch_source: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
-    graph_def=None,
 ) -> TrainResult:
     """Trains the final layer, logging as retrain.py did, and tests it.
 
@@ -313,7 +314,6 @@ def train(
       batch_source: when given, each step trains on the (bottlenecks float32
         [batch, dim], labels int64 [batch]) it returns instead of sampling
         sets['training'] (used for distorted images, made anew every step).
-      graph_def: a GraphDef shown in TensorBoard's graph tab (the exported graph).
 
     Returns:
       The trained weights and the final test result.
@@ -326,8 +326,6 @@ def train(
         summaries_dir=summaries_dir,
         batch_source=batch_source,
     )
-    if graph_def is not None:
-        trainer.write_graph(graph_def)
     if len(sets["validation"]) == 0:
         logging.warning("No validation images: validation accuracy is not reported.")
     steps = train_config.how_many_training_steps

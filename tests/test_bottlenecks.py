@@ -66,7 +66,6 @@ class CountingExtract:
 def load(tmp_path, lists, extract, dim=3, batch_size=4):
     return bottlenecks.load_or_compute(
         image_lists=lists,
-        image_dir=str(tmp_path / "imgs"),
         bottleneck_dir=str(tmp_path / "cache"),
         module_handle="/mods/tiny",
         dim=dim,

@@ -1,16 +1,33 @@
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from retrain import export, hub_module, testing
+from retrain import hub_module, testing
 from retrain.errors import UserError
+from retrain.exports import checkpoint, frozen_graph, labels, saved_model
+from retrain.exports.model import TrainedModel
+from retrain.preprocessing import Preprocessing
 
 
 @pytest.fixture(scope="module")
 def tf1_module(tmp_path_factory):
     return testing.build_tiny_tf1_module(str(tmp_path_factory.mktemp("tf1") / "tiny_tf1"))
+
+
+def trained_model(extractor, weights, biases, final_tensor_name="final_result", **more):
+    return TrainedModel(
+        extractor=extractor,
+        frozen_module=frozen_graph.FrozenModule(extractor),
+        preprocessing=Preprocessing(extractor.height, extractor.width),
+        labels=[f"class {i}" for i in range(len(biases))],
+        weights=np.asarray(weights, np.float32),
+        biases=np.asarray(biases, np.float32),
+        final_tensor_name=final_tensor_name,
+        **more,
+    )
 
 
 def random_images(n=4, size=24):
@@ -60,22 +77,22 @@ def test_frozen_graph_runs_in_tf1_and_matches_the_model(tiny_module, tf1_module,
     rng = np.random.default_rng(0)
     weights = rng.normal(size=(32, 3)).astype(np.float32)
     biases = rng.normal(size=3).astype(np.float32)
-    exporter = export.GraphExporter(extractor, 3, "final_result")
-    graph_def = exporter.graph_def(weights, biases)
+    model = trained_model(extractor, weights, biases)
+    graph_def = frozen_graph.graph_def_of(model)
     ops = {node.op for node in graph_def.node}
     assert not ops & {"VarHandleOp", "ReadVariableOp", "StatefulPartitionedCall", "PartitionedCall"}
     images = random_images()
     expected = tf.nn.softmax(extractor.extract(images) @ weights + biases).numpy()
     np.testing.assert_allclose(run_frozen_graph(graph_def, images), expected, rtol=1e-5, atol=1e-6)
     # Reusing the frozen module with other weights.
-    other = exporter.graph_def(weights * 0, biases * 0)
+    other = frozen_graph.graph_def_of(dataclasses.replace(model, weights=weights * 0, biases=biases * 0))
     np.testing.assert_allclose(run_frozen_graph(other, images), 1 / 3, rtol=1e-6)
 
 
 def test_frozen_graph_keeps_the_bottleneck_input_and_custom_output_name(tiny_module):
     extractor = hub_module.load_feature_extractor(tiny_module)
-    exporter = export.GraphExporter(extractor, 2, "my_scores")
-    graph_def = exporter.graph_def(np.ones((32, 2), np.float32), np.array([0.0, 1.0], np.float32))
+    model = trained_model(extractor, np.ones((32, 2), np.float32), np.array([0.0, 1.0], np.float32), "my_scores")
+    graph_def = frozen_graph.graph_def_of(model)
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
@@ -92,7 +109,7 @@ def test_saved_model_serving_signature(tiny_module, tmp_path):
     os.makedirs(path)
     with open(os.path.join(path, "old.txt"), "w") as f:
         f.write("previous export")
-    export.write_saved_model(path, extractor, weights, biases)
+    saved_model.write(path, trained_model(extractor, weights, biases))
     assert not os.path.exists(os.path.join(path, "old.txt"))
     loaded = tf.saved_model.load(path)
     serve = loaded.signatures["serving_default"]
@@ -104,10 +121,10 @@ def test_saved_model_serving_signature(tiny_module, tmp_path):
 
 
 def test_labels_file_and_checkpoint(tmp_path):
-    export.write_labels(str(tmp_path / "out" / "labels.txt"), ["b", "a c"])
+    labels.write_labels(str(tmp_path / "out" / "labels.txt"), ["b", "a c"])
     assert open(tmp_path / "out" / "labels.txt").read() == "b\na c\n"
     weights = np.arange(6, dtype=np.float32).reshape(3, 2)
-    export.write_checkpoint(str(tmp_path / "ckpt" / "_retrain_checkpoint"), weights, np.ones(2, np.float32))
+    checkpoint.write_checkpoint(str(tmp_path / "ckpt" / "_retrain_checkpoint"), weights, np.ones(2, np.float32))
     reader = tf.train.load_checkpoint(str(tmp_path / "ckpt" / "_retrain_checkpoint"))
     names = {name.split("/")[0] for name in reader.get_variable_to_shape_map()}
     assert {"final_weights", "final_biases"} <= names
@@ -118,8 +135,6 @@ def test_module_without_fixed_size_uses_image_size_or_299(tmp_path):
     assert hub_module.load_feature_extractor(module).height == 299
     extractor = hub_module.load_feature_extractor(module, image_size=32)
     assert (extractor.height, extractor.width, extractor.feature_dim) == (32, 32, 32)
-    graph_def = export.GraphExporter(extractor, 2, "final_result").graph_def(
-        np.zeros((32, 2), np.float32), np.zeros(2, np.float32)
-    )
+    graph_def = frozen_graph.graph_def_of(trained_model(extractor, np.zeros((32, 2)), np.zeros(2)))
     placeholder = next(n for n in graph_def.node if n.name == "Placeholder")
     assert [d.size for d in placeholder.attr["shape"].shape.dim] == [-1, 32, 32, 3]

@@ -67,7 +67,7 @@ def test_fixed_batch_mul_graph_with_mean_and_std(tmp_path, images_dir):
     paths = [os.path.join(images_dir, c, f"{c}_00{i}.jpg") for c in ("red", "green") for i in range(2)]
     results = list(inference.classify_files(classifier, paths, mean=128, std=128, batch_size=3, show_progress=False))
     assert [r[0] for r in results] == paths
-    assert [int(r[1].argmax()) for r in results] == [0, 0, 1, 1]
+    assert [int(r[1].scores.argmax()) for r in results] == [0, 0, 1, 1]
 
 
 def test_find_images_walks_folders_and_reports_missing(tmp_path, images_dir):

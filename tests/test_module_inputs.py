@@ -5,8 +5,10 @@ import pytest
 from PIL import Image
 
 from retrain import images, module_inputs
+from retrain.preprocessing import Preprocessing
 
 H, W = 11, 13
+EXACT = Preprocessing(H, W)
 
 
 def python_path(path):
@@ -17,7 +19,7 @@ def collect(paths, batch_size=3, workers=2):
     """{position: module input} and {position: error}, checking each position comes once."""
     arrays, errors, seen = {}, {}, []
     for positions, batch, batch_errors in module_inputs.module_input_batches(
-        paths, height=H, width=W, batch_size=batch_size, workers=workers
+        paths, preprocessing=EXACT, batch_size=batch_size, workers=workers
     ):
         if batch is None:
             assert positions == []
@@ -91,6 +93,6 @@ def test_only_failures_give_nothing_but_errors(tmp_path):
 
 def test_batches_hold_batch_size_images_and_no_paths_gives_no_batches(tmp_path):
     paths = [write(tmp_path, f"x{i}.png", pattern(5, 5, i), "PNG") for i in range(7)]
-    sizes = [len(p) for p, _, _ in module_inputs.module_input_batches(paths, height=H, width=W, batch_size=3)]
+    sizes = [len(p) for p, _, _ in module_inputs.module_input_batches(paths, preprocessing=EXACT, batch_size=3)]
     assert sizes == [3, 3, 1]
-    assert list(module_inputs.module_input_batches([], height=H, width=W, batch_size=3)) == []
+    assert list(module_inputs.module_input_batches([], preprocessing=EXACT, batch_size=3)) == []

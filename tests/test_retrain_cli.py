@@ -179,7 +179,7 @@ def test_missing_module_and_unwritable_output(tmp_path, image_folder, tiny_modul
         "retrain", *retrain_args(tmp_path, image_folder, tiny_module, f"--output_graph={blocker}/sub/graph.pb")
     )
     assert result.returncode == 1
-    assert "Cannot write to" in result.stderr and "Traceback" not in result.stderr
+    assert "Cannot write the frozen graph to" in result.stderr and "Traceback" not in result.stderr
     result = run_tool("retrain", *retrain_args(tmp_path, image_folder, tiny_module, f"--output_labels={tmp_path}"))
     assert result.returncode == 1 and "is a directory" in result.stderr
 

@@ -1,0 +1,32 @@
+"""Muting TensorFlow's C++ chatter on stderr around calls that print it.
+
+TensorFlow, the TFLite converter and interpreters print start-up and progress lines
+from C++ (oneDNN, CUDA drivers not found, "Created TensorFlow Lite XNNPACK delegate",
+"fully_quantize: 0, ..."), bypassing Python's logging and TF_CPP_MIN_LOG_LEVEL. On a
+working run they look like errors and bury the tool's own lines. Python exceptions
+still surface; at DEBUG verbosity nothing is muted.
+"""
+
+import contextlib
+import os
+import sys
+
+from absl import logging
+
+
+@contextlib.contextmanager
+def muted_stderr():
+    """Sends file descriptor 2 to /dev/null for the duration, unless logging at DEBUG."""
+    if logging.level_debug() or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
