@@ -225,7 +225,7 @@ def _record(result, config: config_lib.LabelImageConfig, labels: list[str], unkn
     return record
 
 
-def _classify(config: config_lib.LabelImageConfig) -> int:
+def classify_and_print(config: config_lib.LabelImageConfig) -> int:
     """Classifies (or evaluates) as configured, prints the results; returns the exit status."""
     from retrain import label_image
 
@@ -277,7 +277,7 @@ def main(argv) -> int:
     def body():
         config = _config_from_flags(extra_images)
         cli.import_tensorflow_quietly(verbose=_LOGGING_VERBOSITY.value == "DEBUG")
-        return _classify(config)
+        return classify_and_print(config)
 
     return cli.run_guarded("label-image", body)
 

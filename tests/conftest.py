@@ -37,7 +37,7 @@ def run_tool(name, *args, cwd=None, timeout=300):
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, image_folder, tiny_module):
-    """A graph, labels file and SavedModel trained in-process on image_folder."""
+    """A graph, labels file, SavedModel and TFLite model trained in-process on image_folder."""
     import retrain
 
     out = tmp_path_factory.mktemp("trained")
@@ -53,7 +53,9 @@ def trained_model(tmp_path_factory, image_folder, tiny_module):
             summaries_dir="",
             checkpoint_path=str(out / "ckpt" / "c"),
             saved_model_dir=str(out / "saved_model"),
+            output_tflite=str(out / "model.tflite"),
         ),
     )
     retrain.run(config)
-    return {"graph": str(out / "graph.pb"), "labels": str(out / "labels.txt"), "saved_model": str(out / "saved_model")}
+    return {"graph": str(out / "graph.pb"), "labels": str(out / "labels.txt"), "saved_model": str(out / "saved_model"),
+            "tflite": str(out / "model.tflite")}

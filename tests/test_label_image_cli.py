@@ -1,6 +1,12 @@
-"""End to end through the installed `label-image` console script."""
+"""label-image's output: end to end through the installed console script, and its renderer in-process.
+
+Each subprocess imports TensorFlow (seconds); the renderer (classify_and_print, what
+the command runs after parsing its flags) gives the same output in-process, so only
+what needs the real command (exit codes, flag parsing, one-line errors) runs it.
+"""
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -11,11 +17,21 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_tool
-from retrain import testing
+from retrain import config as config_lib
+from retrain import label_image_main, testing
 
 
 def label_image(model, *args, graph=None):
     return run_tool("label-image", f"--graph={graph or model['graph']}", f"--labels={model['labels']}", *args)
+
+
+def render(capsys, model, graph=None, **config):
+    """(exit status, stdout, stderr) of label-image's renderer for a LabelImageConfig."""
+    status = label_image_main.classify_and_print(
+        config_lib.LabelImageConfig(graph=graph or model["graph"], labels=model["labels"], **config)
+    )
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 def tf1_label_image_scores(graph_path, image_path, height=24, width=24, mean=0.0, std=255.0):
@@ -51,16 +67,16 @@ def test_single_image_equals_plain_tf1_run(trained_model, image_folder):
     assert lines[0].startswith("green ")
 
 
-def test_saved_model_gives_the_same_scores(trained_model, image_folder):
+def test_saved_model_gives_the_same_scores(trained_model, image_folder, capsys):
     image = some_image(image_folder, "blue_ones", 2)
-    from_graph = label_image(trained_model, f"--image={image}").stdout
-    from_saved = label_image(trained_model, f"--image={image}", graph=trained_model["saved_model"]).stdout
+    _, from_graph, _ = render(capsys, trained_model, images=(image,))
+    _, from_saved, _ = render(capsys, trained_model, graph=trained_model["saved_model"], images=(image,))
     graph_scores = [float(line.rsplit(" ", 1)[1]) for line in from_graph.splitlines()]
     saved_scores = [float(line.rsplit(" ", 1)[1]) for line in from_saved.splitlines()]
     np.testing.assert_allclose(saved_scores, graph_scores, rtol=1e-5)
 
 
-def test_folder_in_json_and_csv_with_a_broken_file(trained_model, image_folder, tmp_path):
+def test_folder_in_json_and_csv_with_a_broken_file(trained_model, image_folder, tmp_path, capsys):
     folder = tmp_path / "mixed"
     shutil.copytree(os.path.join(image_folder, "green"), folder / "green")
     (folder / "broken.jpg").write_bytes(b"<html>not found</html>")
@@ -76,19 +92,19 @@ def test_folder_in_json_and_csv_with_a_broken_file(trained_model, image_folder, 
     assert len(first["predictions"]) == 2 and first["predictions"][0]["score"] >= first["predictions"][1]["score"]
     assert all(r["predictions"][0]["label"] == "green" for r in document["images"])
 
-    result = label_image(trained_model, f"--image={folder / 'green'}", "--output_format=csv")
-    assert result.returncode == 0
-    rows = list(csv.reader(io.StringIO(result.stdout)))
+    status, out, _ = render(capsys, trained_model, images=(str(folder / "green"),), output_format="csv")
+    assert status == 0
+    rows = list(csv.reader(io.StringIO(out)))
     assert rows[0] == ["path", "label_1", "score_1", "label_2", "score_2", "label_3", "score_3"]
     assert len(rows) == 31 and {row[1] for row in rows[1:]} == {"green"}
 
 
-def test_extra_positional_files_are_images_too(trained_model, image_folder):
+def test_several_images_are_headed_by_their_paths(trained_model, image_folder, capsys):
     a, b = some_image(image_folder, "green", 1), some_image(image_folder, "Red-Things", 1)
-    result = label_image(trained_model, f"--image={a}", b, "--top_k=1")
-    assert result.returncode == 0
-    assert result.stdout.splitlines() == [f"== {a}", result.stdout.splitlines()[1], f"== {b}", result.stdout.splitlines()[3]]
-    assert result.stdout.splitlines()[1].startswith("green ") and result.stdout.splitlines()[3].startswith("red things ")
+    status, out, _ = render(capsys, trained_model, images=(a, b), top_k=1)
+    assert status == 0
+    assert out.splitlines() == [f"== {a}", out.splitlines()[1], f"== {b}", out.splitlines()[3]]
+    assert out.splitlines()[1].startswith("green ") and out.splitlines()[3].startswith("red things ")
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +120,11 @@ def eval_folder(tmp_path_factory, image_folder):
     return str(root)
 
 
-def test_evaluation_numbers_match_a_hand_count(trained_model, eval_folder):
-    result = label_image(trained_model, f"--image_dir={eval_folder}", "--evaluate", "--output_format=json")
-    assert result.returncode == 0, result.stderr
-    assert "folder 'purple' is not a label" in result.stderr
-    report = json.loads(result.stdout)
+def test_evaluation_numbers_match_a_hand_count(trained_model, eval_folder, capsys):
+    status, out, err = render(capsys, trained_model, image_dir=eval_folder, evaluate=True, output_format="json")
+    assert status == 0, err
+    assert "folder 'purple' is not a label" in err
+    report = json.loads(out)
     labels = report["labels"]
     assert labels == ["red things", "blue ones", "green"]
     assert report["accuracy"] == pytest.approx(7 / 8)
@@ -125,17 +141,25 @@ def test_evaluation_numbers_match_a_hand_count(trained_model, eval_folder):
     assert red["mean_score_misses"] == pytest.approx(misses[0])
 
 
-def test_evaluation_text_report_warns_about_wrong_images(trained_model, eval_folder):
-    result = label_image(trained_model, f"--image_dir={eval_folder}", "--evaluate")
-    assert result.returncode == 0
-    assert "WARNING: top label 'blue ones' is wrong, expected 'red things'" in result.stdout
-    assert "Accuracy: 0.8750 (8 images)" in result.stdout
-    assert "Confusion matrix" in result.stdout and "Suggested score threshold" in result.stdout
+def test_evaluation_text_report_warns_about_wrong_images(trained_model, eval_folder, capsys):
+    status, out, _ = render(capsys, trained_model, image_dir=eval_folder, evaluate=True)
+    assert status == 0
+    assert "WARNING: top label 'blue ones' is wrong, expected 'red things'" in out
+    assert "Accuracy: 0.8750 (8 images)" in out
+    assert "Confusion matrix" in out and "Suggested score threshold" in out
 
 
-def test_min_accuracy_gate(trained_model, eval_folder):
-    passing = label_image(trained_model, f"--image_dir={eval_folder}", "--evaluate", "--min_accuracy=0.85")
-    assert passing.returncode == 0
+def test_tflite_model_gates_ci_from_the_command_line(trained_model, eval_folder):
+    result = label_image(trained_model, f"--image_dir={eval_folder}", "--evaluate", "--min_accuracy=0.85",
+                         "--output_format=json", graph=trained_model["tflite"])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["accuracy"] == pytest.approx(7 / 8)
+    assert "meets --min_accuracy 0.85" in result.stderr
+    assert "XNNPACK" not in result.stderr and "deprecated" not in result.stderr
+
+
+def test_min_accuracy_gate(trained_model, eval_folder, capsys):
+    assert render(capsys, trained_model, image_dir=eval_folder, evaluate=True, min_accuracy=0.85)[0] == 0
     failing = label_image(trained_model, f"--image_dir={eval_folder}", "--evaluate", "--min_accuracy=0.9")
     assert failing.returncode == 1
     assert "accuracy 0.8750 is below --min_accuracy 0.9" in failing.stderr
@@ -158,27 +182,35 @@ def test_usage_errors(args, code, message):
 
 
 def test_missing_files_and_wrong_layers(trained_model, image_folder, tmp_path):
+    from retrain.errors import UserError
+
     image = some_image(image_folder)
-    missing_graph = run_tool("label-image", f"--graph={tmp_path}/none.pb", f"--labels={trained_model['labels']}", f"--image={image}")
-    assert missing_graph.returncode == 1 and "not found" in missing_graph.stderr
-    missing_labels = run_tool("label-image", f"--graph={trained_model['graph']}", f"--labels={tmp_path}/none.txt", f"--image={image}")
-    assert missing_labels.returncode == 1 and "Cannot read labels file" in missing_labels.stderr
-    wrong_layer = label_image(trained_model, f"--image={image}", "--input_layer=input")
-    assert wrong_layer.returncode == 1
-    assert "no input layer 'input'" in wrong_layer.stderr and "Placeholder" in wrong_layer.stderr
+    model = dict(trained_model)
+
+    def fails(match, **changes):
+        config = config_lib.LabelImageConfig(graph=model["graph"], labels=model["labels"], images=(image,))
+        with pytest.raises(UserError, match=match):
+            label_image_main.classify_and_print(dataclasses.replace(config, **changes))
+
+    fails("not found", graph=str(tmp_path / "none.pb"))
+    fails("Cannot read labels file", labels=str(tmp_path / "none.txt"))
+    fails("no input layer 'input'.*Placeholder", input_layer="input")
     short_labels = tmp_path / "labels.txt"
     short_labels.write_text("a\nb\n")
-    mismatch = run_tool("label-image", f"--graph={trained_model['graph']}", f"--labels={short_labels}", f"--image={image}")
-    assert mismatch.returncode == 1 and "has 2 labels but the graph's output has 3" in mismatch.stderr
-    for result in (missing_graph, missing_labels, wrong_layer, mismatch):
-        assert "Traceback" not in result.stderr
+    fails("has 2 labels but the graph's output has 3", labels=str(short_labels))
+    # The command turns them into one line and status 1.
+    missing_graph = run_tool("label-image", f"--graph={tmp_path}/none.pb", f"--labels={trained_model['labels']}",
+                             f"--image={image}")
+    assert missing_graph.returncode == 1 and "not found" in missing_graph.stderr
+    assert "Traceback" not in missing_graph.stderr and len(missing_graph.stderr.strip().splitlines()) == 1
 
 
 def test_help_lists_flags_and_exit_codes():
     result = run_tool("label-image", "--help")
     assert result.returncode == 0
     for flag in ("graph", "labels", "image", "image_dir", "input_layer", "output_layer", "input_height",
-                 "input_width", "input_mean", "input_std", "top_k", "output_format", "min_accuracy", "batch_size"):
+                 "input_width", "input_mean", "input_std", "top_k", "output_format", "min_accuracy", "batch_size",
+                 "signature", "unknown_threshold"):
         assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
-    assert "--[no]evaluate" in result.stdout
+    assert "--[no]evaluate" in result.stdout and "--[no]unknown" in result.stdout
     assert "Exit status" in result.stdout

@@ -202,7 +202,8 @@ def test_help_documents_every_flag():
         "validation_batch_size", "print_misclassified_test_images", "bottleneck_dir", "final_tensor_name",
         "flip_left_right", "random_crop", "random_scale", "random_brightness", "tfhub_module",
         "saved_model_dir", "logging_verbosity", "checkpoint_path", "image_size", "random_seed",
-        "bottleneck_batch_size",
+        "bottleneck_batch_size", "distorted_copies", "output_tflite", "tflite_quantization", "tflite_io_type",
+        "tflite_representative_images",
     ):
         assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
 
