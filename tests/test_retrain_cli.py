@@ -127,10 +127,14 @@ def test_random_labels_give_near_chance_accuracy(tmp_path, tiny_module):
         ("--learning_rate=0", "--learning_rate must be positive"),
         ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
         ("--logging_verbosity=LOUD", "logging_verbosity"),
+        ("--tflite_io_type=uint8", "--tflite_io_type uint8 or int8 needs --tflite_quantization int8"),
+        ("--tflite_quantization=int4", "tflite_quantization"),
+        ("--tflite_representative_images=0", "--tflite_representative_images must be positive"),
     ],
 )
 def test_bad_flags_are_usage_errors(tmp_path, flag, message):
     result = run_tool("retrain", "--image_dir=.", "--testing_percentage=50", flag)
+    assert result.returncode == 2, result.stderr
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
