@@ -17,14 +17,16 @@ import dataclasses
 import os
 import sys
 import threading
+import time
 import warnings
 from typing import Callable
 
 import numpy as np
 from absl import logging
 
-from retrain import batching, storage
+from retrain import batching, cache_records, storage
 from retrain.batching import BatchDecoder
+from retrain.cache_records import CacheRecords
 from retrain.errors import Interrupted
 from retrain.image_lists import CATEGORIES, ImageLists
 from retrain.progress import Progress
@@ -73,48 +75,31 @@ def write_bottleneck(path: str, values: np.ndarray) -> None:
     storage.write_text(path, format_bottleneck(values))
 
 
-def read_cached(path: str, image_path: str, dim: int) -> np.ndarray | None:
+def read_cached(path: str, dim: int) -> np.ndarray | None:
     """The cached bottleneck at path, or None when it must be (re)computed.
 
-    None for a missing file, one older than its image (the image was replaced), and
-    one that does not parse or has the wrong length (warned about, as retrain.py did).
+    None for a missing file, and one that does not parse or has the wrong length
+    (warned about, as retrain.py did). Whether it is current for its image is
+    cache_records' question.
     """
-    return _read_and_parse(path, dim) if _worth_reading(path, image_path) else None
+    return _read_and_parse(path, dim)
 
 
-def read_cached_entries(entries: list["CacheEntry"], dim: int) -> list[np.ndarray | None]:
-    """read_cached for every entry, the files read and parsed on all cores at once.
+def read_cached_files(paths: list[str], dim: int) -> list[np.ndarray | None]:
+    """read_cached for every path, the files read and parsed on all cores at once.
 
     Python's own parsing holds the interpreter lock, so threads cannot share it; a
     tf.data pipeline reads and parses in C++ instead (4,000 files of 2,048 values:
     0.4-0.8 s on 2 slow cores, against 2 s for numpy in one thread). A file it cannot
     parse is read once more here, to be warned about and rebuilt as before.
     """
-    candidates = [i for i, e in enumerate(entries) if _worth_reading(e.cache_path, e.image_path)]
-    values: list[np.ndarray | None] = [None] * len(entries)
-    for position, vector in _parse_files([entries[i].cache_path for i in candidates], dim):
-        values[candidates[position]] = vector
-    for i in candidates:
+    values: list[np.ndarray | None] = [None] * len(paths)
+    for position, vector in _parse_files(paths, dim):
+        values[position] = vector
+    for i, path in enumerate(paths):
         if values[i] is None:
-            values[i] = _read_and_parse(entries[i].cache_path, dim)
+            values[i] = _read_and_parse(path, dim)
     return values
-
-
-def _worth_reading(path: str, image_path: str) -> bool:
-    """False for a missing cache file, or one older than its image (logged)."""
-    try:
-        cache_time = storage.stat(path).mtime_ns
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except OSError:
-        return True  # Reading it reports the problem.
-    try:
-        if storage.stat(image_path).mtime_ns > cache_time:
-            logging.info("Image %s changed since its bottleneck was cached, recreating bottleneck", image_path)
-            return False
-    except OSError:
-        pass  # The image's own read will report it.
-    return True
 
 
 def _read_and_parse(path: str, dim: int) -> np.ndarray | None:
@@ -218,11 +203,14 @@ def cache_entries(
     categories=CATEGORIES,
     copies: int = 0,
     copy_tag: str = "",
+    tag: str = "",
 ) -> list[CacheEntry]:
     """The entries for the listed images of the given categories, in retrain.py's order.
 
     With copies > 0, each image gets that many entries instead, one per distorted
     copy, cached as ``<image>_<module>_<copy_tag>-copy<k>.txt`` beside the plain ones.
+    A tag (entries made with other pixels, e.g. fast JPEG decoding) names them
+    ``<image>_<module>_<tag>.txt``, so they never mix with retrain.py's.
     """
     entries = []
     for label_index, (label, lists) in enumerate(image_lists.items()):
@@ -231,6 +219,8 @@ def cache_entries(
                 image_path = image_lists.image_path(label, file_name)
                 relative_path = image_lists.relative_path(label, file_name)
                 plain = bottleneck_path(bottleneck_dir, lists["dir"], file_name, module_handle)
+                if tag:
+                    plain = f"{plain[:-len('.txt')]}_{tag}.txt"
                 if not copies:
                     entries.append(CacheEntry(label_index, category, image_path, relative_path, plain))
                 for k in range(copies):
@@ -248,12 +238,15 @@ def load_or_compute(
     decode: BatchDecoder,
     extract: Callable[[np.ndarray], np.ndarray],
     categories=CATEGORIES,
+    module_fingerprint: str = "",
+    tag: str = "",
 ) -> Bottlenecks:
     """Reads every listed image's bottleneck from the cache, computing what is missing.
 
     Args:
       image_lists: as returned by create_image_lists.
-      bottleneck_dir: the cache root; created as needed.
+      bottleneck_dir: the cache root; created as needed (read-only is fine: what
+        cannot be saved is computed in memory).
       module_handle: the --tfhub_module string (part of the cache file names).
       dim: the module's feature count; cache files of another length are rebuilt.
       decode: image paths -> batches of float32 [batch, height, width, 3] module
@@ -261,6 +254,9 @@ def load_or_compute(
         (module_inputs.module_input_decoder, or batching.threaded_decoder).
       extract: float32 [batch, height, width, 3] -> float32 [batch, dim].
       categories: the sets to load; the others come back empty.
+      module_fingerprint: what was loaded (hub_module.FeatureExtractor.fingerprint);
+        entries recorded with another one are recomputed. '' checks nothing.
+      tag: see cache_entries.
 
     Returns:
       Bottlenecks whose sets hold, per category, the usable images in class order.
@@ -272,6 +268,7 @@ def load_or_compute(
         bottleneck_dir=bottleneck_dir,
         module_handle=module_handle,
         categories=categories,
+        tag=tag,
     )
     return load_or_compute_entries(
         entries,
@@ -279,7 +276,75 @@ def load_or_compute(
         decode=lambda todo: decode([entry.image_path for entry in todo]),
         extract=extract,
         bottleneck_dir=bottleneck_dir,
+        module_handle=module_handle,
+        module_fingerprint=module_fingerprint,
     )
+
+
+class _CacheWriter:
+    """Writes cache files and their records on one low-priority thread, behind the module.
+
+    A cache that cannot be written (read-only, full, gone) costs one warning: from
+    then on bottlenecks stay in memory only, and the run goes on.
+    """
+
+    _SAVE_EVERY_SECONDS = 20.0
+
+    def __init__(self, records: CacheRecords, bottleneck_dir: str, writable: bool):
+        self.records = records
+        self.bottleneck_dir = bottleneck_dir
+        self.writable = writable
+        self.written = 0
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, initializer=_lower_thread_priority)
+        self._last_save = time.monotonic()
+
+    def submit(self, items: list[tuple["CacheEntry", np.ndarray, storage.FileStat | None]]) -> None:
+        if self.writable:
+            self._pool.submit(self._write, items)
+
+    def _write(self, items) -> None:
+        if not self.writable:
+            return
+        try:
+            for entry, vector, image_stat in items:
+                logging.debug("Creating bottleneck at %s", entry.cache_path)
+                write_bottleneck(entry.cache_path, vector)
+                self.written += 1
+                self._record(entry, image_stat)
+            if time.monotonic() - self._last_save > self._SAVE_EVERY_SECONDS:
+                self.records.save()
+                self._last_save = time.monotonic()
+        except OSError as e:
+            self.writable = False
+            logging.warning(
+                "Cannot write to the bottleneck cache %s (%s): the remaining bottlenecks are kept in memory "
+                "only and computed again next time.", self.bottleneck_dir, e.strerror or e,
+            )
+
+    def _record(self, entry: "CacheEntry", image_stat) -> None:
+        try:
+            image_stat = image_stat or storage.stat(entry.image_path)
+            digest = cache_records.content_digest(storage.read_bytes(entry.image_path))
+        except OSError:
+            return  # The image vanished: no record, so the entry is checked as retrain.py would.
+        self.records.put(entry.cache_path, cache_records.Record(image_stat.size, image_stat.mtime_ns, digest))
+
+    def close(self) -> None:
+        """Finishes every queued write, then saves the records."""
+        self._pool.shutdown(wait=True)
+        if self.writable:
+            try:
+                self.records.save()
+            except OSError as e:
+                logging.warning("Cannot save the cache records in %s (%s).", self.bottleneck_dir, e.strerror or e)
+
+
+def _writable(bottleneck_dir: str) -> tuple[bool, str]:
+    try:
+        storage.check_writable(bottleneck_dir)
+    except OSError as e:
+        return False, str(e.strerror or e)
+    return True, ""
 
 
 def load_or_compute_entries(
@@ -289,25 +354,35 @@ def load_or_compute_entries(
     decode: BatchDecoder,
     extract: Callable[[np.ndarray], np.ndarray],
     bottleneck_dir: str,
+    module_handle: str = "",
+    module_fingerprint: str = "",
 ) -> Bottlenecks:
     """load_or_compute for explicit entries; decode takes CacheEntries, not paths."""
-    cached = read_cached_entries(entries, dim)
-    values: list[np.ndarray | None] = list(cached)
-    missing = [i for i, v in enumerate(cached) if v is None]
+    records = CacheRecords(bottleneck_dir, mangle_module_name(module_handle), module_fingerprint).load()
+    if records.module_changed:
+        logging.warning(
+            "Module %s is not the one its cached bottlenecks in %s were computed with (its files changed): "
+            "recomputing them.", module_handle, bottleneck_dir,
+        )
+    check = cache_records.check_entries(entries, records, workers=max(8, 2 * (os.cpu_count() or 1)))
+    for image_path in check.changed:
+        logging.info("Image %s changed since its bottleneck was cached, recreating bottleneck", image_path)
+    candidates = [i for i, current in enumerate(check.current) if current]
+    values: list[np.ndarray | None] = [None] * len(entries)
+    for i, vector in zip(candidates, read_cached_files([entries[i].cache_path for i in candidates], dim)):
+        values[i] = vector
+    missing = [i for i, v in enumerate(values) if v is None]
+    writable, reason = _writable(bottleneck_dir) if missing or records.pending else (True, "")
+    if not writable:
+        logging.warning(
+            "Cannot write to the bottleneck cache %s (%s): %d bottlenecks are computed in memory and not saved.",
+            bottleneck_dir, reason, len(missing),
+        )
     failed: dict[str, str] = {}
     if missing:
         logging.info("Computing %d bottlenecks (%d found in the cache).", len(missing), len(entries) - len(missing))
     processed = len(entries) - len(missing)
-    written = 0
-
-    def write_batch(items):
-        for path, vector in items:
-            logging.debug("Creating bottleneck at %s", path)
-            write_bottleneck(path, vector)
-
-    # Files are written on another thread while the module runs on the next batch.
-    writer = concurrent.futures.ThreadPoolExecutor(1, initializer=_lower_thread_priority)
-    pending_writes = []
+    writer = _CacheWriter(records, bottleneck_dir, writable)
     try:
         with Progress(len(missing), "Computing bottlenecks") as progress:
             todo = [entries[i] for i in missing]
@@ -321,27 +396,25 @@ def load_or_compute_entries(
                     items = []
                     for position, vector in zip(positions, features):
                         values[missing[position]] = vector
-                        items.append((todo[position].cache_path, vector))
-                    pending_writes.append(writer.submit(write_batch, items))
-                    written += len(items)
+                        items.append((todo[position], vector, check.image_stats[missing[position]]))
+                    writer.submit(items)
                 done = len(positions) + len(errors)
                 progress.update(done)
                 before, processed = processed, processed + done
                 if processed // 100 > before // 100 and not progress.drawing:
                     # retrain.py's progress line, for logs; a terminal has the bar.
                     logging.info("%d bottleneck files created.", processed // 100 * 100)
-        for future in pending_writes:
-            future.result()  # Raises a write error here, in this thread.
         logging.info("%d bottleneck files created.", processed)
     except KeyboardInterrupt as e:
-        writer.shutdown(wait=True)  # Finish the writes already queued: they are counted.
-        cached_count = len(entries) - len(missing) + written
+        writer.close()  # Finish the writes already queued, and record them: they are counted.
+        cached_count = len(entries) - len(missing) + writer.written
         raise Interrupted(
             f"Interrupted: {cached_count} of {len(entries)} bottlenecks are cached in {bottleneck_dir}; "
             "run the same command again to resume."
         ) from e
     finally:
-        writer.shutdown(wait=True)
+        writer.close()
+    computed = sum(1 for i in missing if values[i] is not None)
     sets = {}
     for category in CATEGORIES:
         chosen = [i for i, e in enumerate(entries) if e.category == category and values[i] is not None]
@@ -353,6 +426,6 @@ def load_or_compute_entries(
     return Bottlenecks(
         sets=sets,
         failed_images=list(failed.items()),
-        computed=written,
+        computed=computed,
         reused=len(entries) - len(missing),
     )

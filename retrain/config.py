@@ -96,6 +96,8 @@ class RetrainConfig:
     image_dir: str = ""
     tfhub_module: str = DEFAULT_TFHUB_MODULE
     image_size: int | None = None
+    # Where downloaded modules are kept ('' for TFHUB_CACHE_DIR or tensorflow_hub's default).
+    tfhub_cache_dir: str = ""
     bottleneck_dir: str = "/tmp/bottleneck"
     bottleneck_batch_size: int = DEFAULT_BOTTLENECK_BATCH_SIZE
     print_misclassified_test_images: bool = False

@@ -1,20 +1,39 @@
 """Load a TF-Hub image feature-vector module and call it on batches of images.
 
-One code path for every handle: ``tensorflow_hub.load`` resolves a tfhub.dev / Kaggle URL
+One code path for every handle: ``tensorflow_hub`` resolves a tfhub.dev / Kaggle URL
 (downloading into ``TFHUB_CACHE_DIR``) as well as a local SavedModel directory. TF2
 SavedModels are called directly; TF1 Hub-format modules (retrain.py's default before)
-through their ``image_feature_vector`` or ``default`` signature.
+through their ``image_feature_vector`` or ``default`` signature. The 2015 Inception v3
+graph that the first retrain.py downloaded (``classify_image_graph_def.pb``) works as a
+module too, fed as that script fed it.
+
+Each loaded module carries a fingerprint of its files, so a cache can tell when the
+weights behind a handle changed.
 """
 
+import contextlib
 import dataclasses
+import hashlib
 import os
 import socket
 from typing import Callable
 
 import tensorflow as tf
 
-from retrain import config
+from retrain import config, storage
 from retrain.errors import UserError
+
+# The frozen graph of the first retrain.py (inception-2015-12-05.tgz), and how it was fed.
+LEGACY_INCEPTION_GRAPH = "classify_image_graph_def.pb"
+LEGACY_INCEPTION_INPUT = "Mul:0"  # float [1, 299, 299, 3], (pixels 0-255 - 128) / 128
+LEGACY_INCEPTION_BOTTLENECK = "pool_3/_reshape:0"  # float [1, 2048]
+LEGACY_INCEPTION_SIZE = 299
+# retrain.py of TensorFlow 1.3-1.7 named cache files after --architecture: keep its name.
+LEGACY_INCEPTION_CACHE_NAME = "inception_v3"
+
+# Files whose bytes identify a SavedModel's graph and weights (the variables index
+# holds a checksum of every tensor, so changed weights change it).
+_FINGERPRINT_FILES = ("saved_model.pb", "saved_model.pbtxt", "variables/variables.index", "tfhub_module.pb")
 
 _TF1_SIGNATURES = ("image_feature_vector", "default")
 
@@ -29,6 +48,10 @@ class FeatureExtractor:
     Attributes:
       handle: the --tfhub_module string it was loaded from.
       height, width: the image size the module is fed.
+      fingerprint: a digest of the module's files: another one at the same handle
+        means other weights (hex, '' when unknown).
+      cache_name: the module's part of cache file names (the handle, or the name
+        retrain.py gave the 2015 Inception graph).
       extract: float32 [batch, height, width, 3] in [0, 1] -> float32 [batch, dim].
         A tf.function, so it can also be called inside other tf.functions (the
         exported graph inlines it).
@@ -40,24 +63,30 @@ class FeatureExtractor:
     width: int
     extract: Callable[[tf.Tensor], tf.Tensor]
     module: object
+    fingerprint: str = ""
+    cache_name: str = ""
 
     @property
     def feature_dim(self) -> int:
         return int(self.extract.get_concrete_function().structured_outputs.shape[-1])
 
 
-def load_feature_extractor(handle: str, image_size: int | None = None) -> FeatureExtractor:
-    """Loads the module at handle (URL, hub handle or local directory).
+def load_feature_extractor(handle: str, image_size: int | None = None, cache_dir: str = "") -> FeatureExtractor:
+    """Loads the module at handle (URL, hub handle, local directory, or the 2015 Inception graph).
 
     Args:
       handle: what --tfhub_module names.
       image_size: the input size to use when the module does not fix one; when it
         does, it must agree. None falls back to 299 for such modules.
+      cache_dir: where downloaded modules are kept ('' for TFHUB_CACHE_DIR or
+        tensorflow_hub's default).
 
     Raises:
       UserError: the module cannot be loaded or is not an image feature vector.
     """
-    module = _load(handle)
+    if storage.basename(handle) == LEGACY_INCEPTION_GRAPH or _is_graph_file(handle):
+        return load_legacy_inception_graph(handle, image_size)
+    module, location = _load(handle, cache_dir)
     call, fixed_size = _find_image_call(module, handle)
     if fixed_size and image_size and tuple(fixed_size) != (image_size, image_size):
         raise UserError(
@@ -85,31 +114,135 @@ def load_feature_extractor(handle: str, image_size: int | None = None) -> Featur
         ) from e
     if concrete.structured_outputs.shape.rank != 2 or concrete.structured_outputs.shape[-1] is None:
         raise UserError(f"Module {handle} does not return a fixed-size feature vector.")
-    return FeatureExtractor(handle=handle, height=height, width=width, extract=extract, module=module)
+    return FeatureExtractor(
+        handle=handle,
+        height=height,
+        width=width,
+        extract=extract,
+        module=module,
+        fingerprint=module_fingerprint(location),
+        cache_name=handle,
+    )
 
 
-def _load(handle: str):
+def module_fingerprint(location: str) -> str:
+    """A digest of the files that define a module folder's graph and weights (hex); '' if none."""
+    digest = hashlib.blake2b(digest_size=16)
+    found = False
+    for name in _FINGERPRINT_FILES:
+        path = storage.join(location, *name.split("/"))
+        try:
+            contents = storage.read_bytes(path)
+        except OSError:
+            continue
+        found = True
+        digest.update(name.encode() + b"\0" + len(contents).to_bytes(8, "little") + contents)
+    return digest.hexdigest() if found else ""
+
+
+@contextlib.contextmanager
+def _download_settings(cache_dir: str):
+    """A network timeout for downloads, and cache_dir as TFHUB_CACHE_DIR, for the duration."""
+    previous_timeout = socket.getdefaulttimeout()
+    previous_cache = os.environ.get("TFHUB_CACHE_DIR")
+    # Without a timeout an unreachable host can hang a download for minutes.
+    socket.setdefaulttimeout(_NETWORK_TIMEOUT_SECONDS)
+    if cache_dir:
+        os.environ["TFHUB_CACHE_DIR"] = cache_dir
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+        if cache_dir:
+            if previous_cache is None:
+                os.environ.pop("TFHUB_CACHE_DIR", None)
+            else:
+                os.environ["TFHUB_CACHE_DIR"] = previous_cache
+
+
+def _load(handle: str, cache_dir: str = ""):
+    """(the loaded module, the folder it was loaded from)."""
     import tensorflow_hub as hub  # Imported here: it is slow and only needed for loading.
 
-    looks_local = not handle.startswith(("http://", "https://", "gs://"))
+    looks_local = not handle.startswith(("http://", "https://")) and storage.is_local(handle)
     if looks_local and not os.path.exists(handle):
         raise UserError(
             f"TF-Hub module '{handle}' not found: pass a module URL, or a local "
             "directory holding an unpacked module, with --tfhub_module."
         )
-    previous_timeout = socket.getdefaulttimeout()
-    # Without a timeout an unreachable host can hang a download for minutes.
-    socket.setdefaulttimeout(_NETWORK_TIMEOUT_SECONDS)
     try:
-        return hub.load(handle)
+        with _download_settings(cache_dir):
+            location = hub.resolve(handle)
+            return hub.load(location), location
     except Exception as e:  # Network, format and file errors all end the run the same way.
         raise UserError(
             f"Could not load TF-Hub module '{handle}' ({_first_line(e)}). Download it once "
             "and pass its directory with --tfhub_module, or set TFHUB_CACHE_DIR to a "
             "cache that holds it."
         ) from e
-    finally:
-        socket.setdefaulttimeout(previous_timeout)
+
+
+def _is_graph_file(handle: str) -> bool:
+    """A local .pb file (not a SavedModel folder): a frozen graph given as the module."""
+    return handle.endswith(".pb") and storage.is_local(handle) and os.path.isfile(handle)
+
+
+def load_legacy_inception_graph(path: str, image_size: int | None = None) -> FeatureExtractor:
+    """The 2015 Inception v3 frozen graph (classify_image_graph_def.pb) as a feature extractor.
+
+    Fed as the first retrain.py fed it: each image, resized to 299x299 with pixel
+    values 0-255, becomes (x - 128) / 128 at the graph's ``Mul`` node; the bottleneck
+    is ``pool_3/_reshape`` (2048 values). The graph takes one image per run.
+
+    Raises:
+      UserError: path is not such a graph.
+    """
+    if image_size and image_size != LEGACY_INCEPTION_SIZE:
+        raise UserError(f"--image_size={image_size} does not match the 299x299 input of {path}.")
+    try:
+        contents = storage.read_bytes(path)
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString(contents)
+    except Exception as e:  # OSError, protobuf's DecodeError.
+        raise UserError(f"Cannot read the Inception graph {path}: {_first_line(e)}") from e
+
+    def import_graph():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+
+    size = LEGACY_INCEPTION_SIZE
+    try:
+        imported = tf.compat.v1.wrap_function(import_graph, [])
+        # Only what lies between the old script's feed and the bottleneck: the JPEG
+        # decoding before it and the classifier after it are left out.
+        one_image = imported.prune(
+            imported.graph.as_graph_element(LEGACY_INCEPTION_INPUT),
+            imported.graph.as_graph_element(LEGACY_INCEPTION_BOTTLENECK),
+        )
+    except (ValueError, KeyError, tf.errors.OpError) as e:
+        raise UserError(
+            f"{path} is not the 2015 Inception v3 graph (it needs nodes {LEGACY_INCEPTION_INPUT} and "
+            f"{LEGACY_INCEPTION_BOTTLENECK}): {_first_line(e)}"
+        ) from e
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    def extract(images):
+        scaled = (images * 255.0 - 128.0) / 128.0  # [0, 1] -> the old script's (x - 128) / 128.
+        features = tf.map_fn(
+            lambda image: tf.reshape(one_image(image[tf.newaxis]), [2048]),
+            scaled,
+            fn_output_signature=tf.TensorSpec([None], tf.float32),
+        )
+        return tf.reshape(features, [-1, 2048])
+
+    return FeatureExtractor(
+        handle=path,
+        height=size,
+        width=size,
+        extract=extract,
+        module=one_image,
+        fingerprint=hashlib.blake2b(contents, digest_size=16).hexdigest(),
+        cache_name=LEGACY_INCEPTION_CACHE_NAME,
+    )
 
 
 def _find_image_call(module, handle: str):

@@ -44,6 +44,8 @@ class RetrainResult:
       seed: the random seed the run used.
       exports: reports of the outputs that make one, by OutputConfig field, e.g.
         exports["output_tflite"], the TFLite model's agreement with the frozen graph.
+      bottlenecks_computed: bottlenecks computed by the module in this run.
+      bottlenecks_reused: bottlenecks read from the cache.
     """
 
     labels: list[str]
@@ -53,6 +55,8 @@ class RetrainResult:
     failed_images: list[tuple[str, str]]
     seed: int
     exports: dict = dataclasses.field(default_factory=dict)
+    bottlenecks_computed: int = 0
+    bottlenecks_reused: int = 0
 
     @property
     def tflite_parity(self):
@@ -61,12 +65,12 @@ class RetrainResult:
 
 
 def check_output_locations(config: RetrainConfig) -> None:
-    """Raises UserError unless every output location can be written (fails fast)."""
+    """Raises UserError unless every output location can be written (fails fast).
+
+    Not the bottleneck cache: a cache that cannot be written (read-only, another
+    team's) is used as it is, with a warning (see bottlenecks).
+    """
     exports.check_locations(config.output)
-    try:
-        storage.check_writable(config.bottleneck_dir)
-    except OSError as e:
-        raise UserError(f"Cannot write to {config.bottleneck_dir}: {e.strerror or e}") from e
 
 
 def prepare_summaries_dir(summaries_dir: str) -> None:
@@ -84,7 +88,8 @@ def _bottlenecks(config: RetrainConfig, lists, extractor, preprocessing: Preproc
     distorted copies (--distorted_copies) or from batches distorted at every step.
 
     Returns:
-      (sets, failed images [(path, reason)], a DistortedBatches for train() or None).
+      (sets, failed images [(path, reason)], a DistortedBatches for train() or None,
+      (bottlenecks computed, bottlenecks reused)).
     """
     height, width = extractor.height, extractor.width
     distort = config.distortions
@@ -92,18 +97,20 @@ def _bottlenecks(config: RetrainConfig, lists, extractor, preprocessing: Preproc
     def extract(batch):
         return extractor.extract(tf.convert_to_tensor(batch)).numpy()
 
-    common = dict(bottleneck_dir=config.bottleneck_dir, module_handle=config.tfhub_module)
+    common = dict(bottleneck_dir=config.bottleneck_dir, module_handle=extractor.cache_name)
     cache = bottlenecks.load_or_compute(
         image_lists=lists,
         **common,
+        module_fingerprint=extractor.fingerprint,
         dim=extractor.feature_dim,
         decode=module_inputs.module_input_decoder(preprocessing, config.bottleneck_batch_size),
         extract=extract,
         categories=("testing", "validation") if distort.enabled else image_lists.CATEGORIES,
     )
     sets, failed = dict(cache.sets), list(cache.failed_images)
+    counts = (cache.computed, cache.reused)
     if not distort.enabled:
-        return sets, failed, None
+        return sets, failed, None, counts
     distorter = distortions.Distorter(distort, height, width)
     if distort.distorted_copies:
         logging.info("Using %d cached distorted copies of each training image.", distort.distorted_copies)
@@ -122,10 +129,12 @@ def _bottlenecks(config: RetrainConfig, lists, extractor, preprocessing: Preproc
                 config.bottleneck_batch_size,
             ),
             extract=extract,
-            bottleneck_dir=config.bottleneck_dir,
+            **common,
+            module_fingerprint=extractor.fingerprint,
         )
         sets["training"] = copies.sets["training"]
-        return sets, failed + copies.failed_images, None
+        counts = (counts[0] + copies.computed, counts[1] + copies.reused)
+        return sets, failed + copies.failed_images, None, counts
     logging.info("Distorting training images at every step (slow: a module pass per sample).")
     training = bottlenecks.cache_entries(image_lists=lists, **common, categories=("training",))
     workers = os.cpu_count() or 1
@@ -141,7 +150,7 @@ def _bottlenecks(config: RetrainConfig, lists, extractor, preprocessing: Preproc
         seed=seed,
         workers=workers,
     )
-    return sets, failed + training_failed, batches
+    return sets, failed + training_failed, batches, counts
 
 
 def _representative_paths(lists, failed_images, seed: int) -> tuple[str, ...]:
@@ -190,12 +199,12 @@ def run(config: RetrainConfig) -> RetrainResult:
 
     gpus = tf.config.list_physical_devices("GPU")
     logging.info("TensorFlow runs on %s.", f"{len(gpus)} GPU(s)" if gpus else "the CPU (no GPU found)")
-    extractor = hub_module.load_feature_extractor(config.tfhub_module, config.image_size)
+    extractor = hub_module.load_feature_extractor(config.tfhub_module, config.image_size, config.tfhub_cache_dir)
     logging.info(
         "Using module %s with image size %dx%d.", config.tfhub_module, extractor.height, extractor.width
     )
     preprocessing = Preprocessing(extractor.height, extractor.width)
-    sets, failed_images, batch_source = _bottlenecks(config, lists, extractor, preprocessing, seed)
+    sets, failed_images, batch_source, (computed, reused) = _bottlenecks(config, lists, extractor, preprocessing, seed)
     training_classes = len(set(sets["training"].labels.tolist())) if batch_source is None else len(batch_source.by_class)
     if training_classes < 2:
         raise UserError(
@@ -273,4 +282,6 @@ def run(config: RetrainConfig) -> RetrainResult:
         failed_images=failed_images,
         seed=seed,
         exports=reports,
+        bottlenecks_computed=computed,
+        bottlenecks_reused=reused,
     )

@@ -17,6 +17,7 @@ from absl import app, flags, logging
 
 from retrain import cli
 from retrain import config as config_lib
+from retrain import legacy
 
 _D = config_lib.RetrainConfig()
 
@@ -138,6 +139,20 @@ _TFHUB_MODULE = flags.DEFINE_string(
     "holding an unpacked module (TF2 SavedModel, or TF1 Hub format with an "
     "image_feature_vector signature). URLs are downloaded once into TFHUB_CACHE_DIR.",
 )
+_ARCHITECTURE = flags.DEFINE_string(
+    "architecture",
+    None,
+    "From the older retrain.py, still accepted: inception_v3 (the default module) or "
+    "mobilenet_<1.0|0.75|0.50|0.25>_<224|192|160|128>[_quantized], mapped to the matching "
+    "TF-Hub MobileNet V1 feature-vector module; the log says what it maps to. Prefer --tfhub_module.",
+)
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir",
+    None,
+    "From the older retrain.py, still accepted: where downloaded modules are kept (as "
+    "TFHUB_CACHE_DIR). If it holds classify_image_graph_def.pb, the 2015 Inception v3 graph "
+    "the old script downloaded, that graph is used as the module.",
+)
 _IMAGE_SIZE = flags.DEFINE_integer(
     "image_size",
     _D.image_size,
@@ -241,12 +256,26 @@ def _check_flags() -> None:
         )
 
 
+def _module_from_flags() -> legacy.LegacyChoice:
+    """--tfhub_module, or what the older --architecture and --model_dir mean (logged)."""
+    given = _TFHUB_MODULE.value if _TFHUB_MODULE.present else None
+    try:
+        choice = legacy.resolve(_ARCHITECTURE.value, _MODEL_DIR.value, given)
+    except ValueError as e:
+        raise cli.UsageError(str(e)) from e
+    for message in choice.messages:
+        logging.info("%s", message)
+    return choice
+
+
 def _config_from_flags() -> config_lib.RetrainConfig:
     _check_flags()
+    module = _module_from_flags()
     return config_lib.RetrainConfig(
         image_dir=_IMAGE_DIR.value,
-        tfhub_module=_TFHUB_MODULE.value,
-        image_size=_IMAGE_SIZE.value,
+        tfhub_module=module.tfhub_module,
+        image_size=_IMAGE_SIZE.value or module.image_size,
+        tfhub_cache_dir=module.tfhub_cache_dir,
         bottleneck_dir=_BOTTLENECK_DIR.value,
         bottleneck_batch_size=_BOTTLENECK_BATCH_SIZE.value,
         print_misclassified_test_images=_PRINT_MISCLASSIFIED_TEST_IMAGES.value,

@@ -43,8 +43,10 @@ class StorageError(OSError):
 
 def scheme(path: str) -> str:
     """The URL scheme of path ('gs' for gs://b/x), or '' for a plain local path."""
-    head, separator, _ = path.partition("://")
-    return head if separator and head.isalnum() else ""
+    if "://" not in path:  # The common case, first: this runs for every file.
+        return ""
+    head = path.split("://", 1)[0]
+    return head if head.isalnum() else ""
 
 
 def is_local(path: str) -> bool:

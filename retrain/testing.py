@@ -87,6 +87,43 @@ def build_tiny_tf1_module(path: str, image_size: int = 24, feature_dim: int = 32
     return path
 
 
+def build_legacy_inception_graph(path: str, seed: int = 0) -> str:
+    """Writes a tiny stand-in for the 2015 Inception v3 graph, classify_image_graph_def.pb.
+
+    The node names and shapes the first retrain.py used: ``DecodeJpeg/contents``
+    (JPEG bytes) -> ... -> ``Mul`` (float [1, 299, 299, 3], (pixels - 128) / 128) ->
+    ``pool_3/_reshape`` (float [1, 2048]) -> ``softmax``. In between, cheap pooling
+    and a fixed 1x1 convolution instead of Inception's layers, so colours stay
+    learnable.
+
+    Returns:
+      path.
+    """
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(seed)
+    graph = tf.Graph()
+    with graph.as_default():
+        contents = v1.placeholder(tf.string, [], name="DecodeJpeg/contents")
+        decoded = tf.io.decode_jpeg(contents, channels=3, name="DecodeJpeg")
+        expanded = tf.expand_dims(tf.cast(decoded, tf.float32, name="Cast"), 0, name="ExpandDims")
+        resized = tf.raw_ops.ResizeBilinear(images=expanded, size=[299, 299], name="ResizeBilinear")
+        normalized = tf.multiply(tf.subtract(resized, 128.0, name="Sub"), 1.0 / 128.0, name="Mul")
+        normalized.set_shape([1, 299, 299, 3])
+        pooled = tf.nn.avg_pool2d(normalized, 33, 33, "VALID", name="cells")  # [1, 9, 9, 3]
+        filters = tf.constant(rng.normal(size=(1, 1, 3, 2048)).astype(np.float32), name="mixed/filters")
+        mixed = tf.nn.relu(tf.nn.conv2d(pooled, filters, 1, "VALID"), name="mixed")
+        pool_3 = tf.nn.avg_pool2d(mixed, 9, 9, "VALID", name="pool_3")  # [1, 1, 1, 2048]
+        bottleneck = tf.reshape(pool_3, [1, 2048], name="pool_3/_reshape")
+        # The real graph has 1008 ImageNet classes here; the bottleneck is what matters.
+        weights = tf.constant(rng.normal(size=(2048, 16)).astype(np.float32) * 0.01, name="softmax/weights")
+        tf.nn.softmax(tf.matmul(bottleneck, weights), name="softmax")
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+    return path
+
+
 def build_inception_v3_module(path: str, seed: int = 0) -> str:
     """Saves Inception v3 with random weights as a TF-Hub-format feature-vector SavedModel.
 

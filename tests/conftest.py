@@ -27,6 +27,15 @@ def image_folder(tmp_path_factory):
     )
 
 
+def cache_files(root):
+    """Paths of the bottleneck files under a cache root (not the .retrain records beside them)."""
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".retrain"]
+        found.extend(os.path.join(folder, n) for n in names)
+    return found
+
+
 def run_tool(name, *args, cwd=None, timeout=300):
     """Runs an installed console script; returns the CompletedProcess (text)."""
     executable = os.path.join(os.path.dirname(sys.executable), name)

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import cache_files
 from retrain import batching, bottlenecks, image_lists
 from retrain.errors import ImageError
 
@@ -126,8 +127,8 @@ def test_replaced_image_is_recomputed(tmp_path):
     lists = make_folder(str(tmp_path / "imgs"))
     load(tmp_path, lists, CountingExtract())
     image = str(tmp_path / "imgs" / "a" / "a1.jpg")
-    later = time.time() + 10
-    os.utime(image, (later, later))
+    with open(image, "w") as f:
+        f.write("a:7")  # Another picture, under the same name.
     extract = CountingExtract()
     load(tmp_path, lists, extract)
     assert extract.batches == [1]
@@ -148,8 +149,10 @@ def test_broken_image_is_skipped_and_reported(tmp_path):
 def test_no_temporary_files_left_in_cache(tmp_path):
     lists = make_folder(str(tmp_path / "imgs"))
     load(tmp_path, lists, CountingExtract())
-    leftovers = [n for _, _, files in os.walk(tmp_path / "cache") for n in files if not n.endswith(".txt")]
+    leftovers = [n for _, _, files in os.walk(tmp_path / "cache") for n in files
+                 if not n.endswith(".txt") and not n.endswith(".json")]
     assert leftovers == []
+    assert len(cache_files(tmp_path / "cache")) == 12
 
 
 def test_two_runs_sharing_a_cache_at_once_leave_it_valid(tmp_path):
@@ -170,7 +173,7 @@ def test_two_runs_sharing_a_cache_at_once_leave_it_valid(tmp_path):
     for thread in threads:
         thread.join()
     assert errors == []
-    files = [os.path.join(d, n) for d, _, names in os.walk(tmp_path / "cache") for n in names]
+    files = cache_files(tmp_path / "cache")
     assert len(files) == 80
     for path in files:
         bottlenecks.parse_bottleneck(open(path).read(), 3)
@@ -187,12 +190,9 @@ def test_cache_files_read_back_the_way_retrain_py_read_them(tmp_path):
     np.testing.assert_array_equal(bottlenecks.parse_bottleneck(",".join(str(v) for v in values), 2048), values)
 
 
-def test_reading_many_entries_at_once_equals_reading_each(tmp_path, caplog, monkeypatch):
+def test_reading_many_files_at_once_equals_reading_each(tmp_path, caplog, monkeypatch):
     caplog.set_level("INFO", logger="absl")
     rng = np.random.default_rng(5)
-    image = str(tmp_path / "image.jpg")
-    open(image, "w").close()
-    os.utime(image, (time.time() - 100, time.time() - 100))
     values = (rng.normal(size=(3, 6)) * 10.0 ** rng.integers(-40, 30, size=(3, 6))).astype(np.float32)
     contents = {
         "ours": bottlenecks.format_bottleneck(values[0]),
@@ -202,39 +202,35 @@ def test_reading_many_entries_at_once_equals_reading_each(tmp_path, caplog, monk
         "short": "1.0,2.0",
         "empty": "",
         "binary": b"\xff\xfe\x00\x01",
-        "stale": bottlenecks.format_bottleneck(values[0]),
     }
-    entries = []
+    paths = []
     for name, content in contents.items():
         path = str(tmp_path / f"{name}.txt")
         with open(path, "wb") as f:
             f.write(content if isinstance(content, bytes) else content.encode())
-        entries.append(bottlenecks.CacheEntry(0, "training", image, "image.jpg", path))
-    entries.append(bottlenecks.CacheEntry(0, "training", image, "image.jpg", str(tmp_path / "missing.txt")))
-    older_than_image = time.time() - 200
-    os.utime(str(tmp_path / "stale.txt"), (older_than_image, older_than_image))
+        paths.append(path)
+    paths.append(str(tmp_path / "missing.txt"))
 
     caplog.clear()
     reread = []
     read_and_parse = bottlenecks._read_and_parse
     monkeypatch.setattr(bottlenecks, "_read_and_parse", lambda path, dim: reread.append(path) or read_and_parse(path, dim))
-    together = bottlenecks.read_cached_entries(entries, 6)
+    together = bottlenecks.read_cached_files(paths, 6)
     monkeypatch.undo()
     # Only what the parallel reader could not parse is read again, one by one.
-    assert sorted(os.path.basename(p) for p in reread) == ["binary.txt", "empty.txt", "garbage.txt", "short.txt"]
+    assert sorted(os.path.basename(p) for p in reread) == ["binary.txt", "empty.txt", "garbage.txt", "missing.txt", "short.txt"]
     warnings_together = [r.getMessage() for r in caplog.records]
     caplog.clear()
-    one_by_one = [bottlenecks.read_cached(e.cache_path, e.image_path, 6) for e in entries]
+    one_by_one = [bottlenecks.read_cached(path, 6) for path in paths]
     assert sorted(warnings_together) == sorted(r.getMessage() for r in caplog.records)
     for name, a, b in zip(list(contents) + ["missing"], together, one_by_one):
         assert (a is None) == (b is None), name
         if a is not None:
             np.testing.assert_array_equal(a, b)
-    assert [v is not None for v in together] == [True, True, True, False, False, False, False, False, False]
+    assert [v is not None for v in together] == [True, True, True, False, False, False, False, False]
     np.testing.assert_array_equal(together[0], values[0])
     np.testing.assert_array_equal(together[1], values[1])
     assert warnings_together.count("Invalid float found, recreating bottleneck") == 4
-    assert any("changed since its bottleneck was cached" in m for m in warnings_together)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")

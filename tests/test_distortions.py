@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import run_tool
+from conftest import cache_files, run_tool
 from retrain import images
 from retrain.config import DistortionConfig
 from retrain.distortions import Distorter, copy_seed, settings_tag
@@ -131,7 +131,7 @@ def test_undistorted_seeded_runs_repeat(tmp_path, image_folder, tiny_module):
 
 
 def count_copies(root):
-    return sorted(n for _, _, files in os.walk(root) for n in files if "-copy" in n)
+    return sorted(os.path.basename(p) for p in cache_files(root) if "-copy" in p)
 
 
 def test_distorted_copies_are_cached_reused_and_not_shared_across_settings(tmp_path, image_folder, tiny_module):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_tool
+from conftest import cache_files, run_tool
 from retrain import image_lists, images, testing
 
 
@@ -103,8 +103,8 @@ def test_other_artifacts(trained):
     events = event_accumulator.EventAccumulator(str(tmp_path / "logs" / "train"))
     events.Reload()
     assert events.Tags()["graph"] is True
-    cache_files = [n for _, _, files in os.walk(tmp_path / "bottlenecks") for n in files]
-    assert len(cache_files) == 90 and all(n.endswith(".txt") for n in cache_files)
+    cached = cache_files(tmp_path / "bottlenecks")
+    assert len(cached) == 90 and all(n.endswith(".txt") for n in cached)
 
 
 def test_random_labels_give_near_chance_accuracy(tmp_path, tiny_module):
@@ -130,6 +130,7 @@ def test_random_labels_give_near_chance_accuracy(tmp_path, tiny_module):
         ("--tflite_io_type=uint8", "--tflite_io_type uint8 or int8 needs --tflite_quantization int8"),
         ("--tflite_quantization=int4", "tflite_quantization"),
         ("--tflite_representative_images=0", "--tflite_representative_images must be positive"),
+        ("--architecture=resnet_50", "--architecture resnet_50 is not one retrain.py knew"),
     ],
 )
 def test_bad_flags_are_usage_errors(tmp_path, flag, message):
@@ -207,7 +208,7 @@ def test_help_documents_every_flag():
         "flip_left_right", "random_crop", "random_scale", "random_brightness", "tfhub_module",
         "saved_model_dir", "logging_verbosity", "checkpoint_path", "image_size", "random_seed",
         "bottleneck_batch_size", "distorted_copies", "output_tflite", "tflite_quantization", "tflite_io_type",
-        "tflite_representative_images",
+        "tflite_representative_images", "architecture", "model_dir",
     ):
         assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
 

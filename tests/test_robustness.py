@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_tool
+from conftest import cache_files, run_tool
 from retrain import bottlenecks, testing
 
 
@@ -81,7 +81,7 @@ def test_trap_folder_runs_through_and_reports_what_it_skipped(tmp_path, trap_fol
         assert quiet not in log
     assert "Looking for images in 'empty_class'" in log and "No files found" in log
     assert open(tmp_path / "out" / "labels.txt").read() == "cats\ndogs\n"
-    cached = {n for _, _, files in os.walk(tmp_path / "bn") for n in files}
+    cached = {os.path.basename(p) for p in cache_files(tmp_path / "bn")}
     module = bottlenecks.mangle_module_name(tiny_module)
     for name in ("été à Zürich.jpg", "phone photo.jpg", "huge.jpg", "modern.webp", "animated.gif", "cmyk.jpg"):
         assert f"{name}_{module}.txt" in cached
@@ -124,7 +124,7 @@ def test_ctrl_c_during_caching_keeps_outputs_and_a_complete_cache(tmp_path, tiny
     cache = tmp_path / "bn"
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
-        if sum(len(f) for _, _, f in os.walk(cache)) > 80:
+        if len(cache_files(cache)) > 80:
             break
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)
@@ -136,11 +136,17 @@ def test_ctrl_c_during_caching_keeps_outputs_and_a_complete_cache(tmp_path, tiny
     cached_count = int(last.split("Interrupted: ")[1].split(" of ")[0])
     assert 40 < cached_count < 1400
 
-    files = [os.path.join(d, n) for d, _, names in os.walk(cache) for n in names]
+    files = cache_files(cache)
     assert len(files) == cached_count and all(f.endswith(".txt") for f in files)
     for path in files:
         bottlenecks.parse_bottleneck(open(path).read(), 32)
     assert open(tmp_path / "out" / "graph.pb", "rb").read() == graph_before
+    # The records were saved too, complete: one per cache file, each naming its image's content.
+    from retrain import cache_records
+
+    records = cache_records.CacheRecords(str(cache), bottlenecks.mangle_module_name(tiny_module), "").load()
+    assert all(records.get(path) is not None for path in files)
+    assert not [n for _, _, names in os.walk(cache) for n in names if n.endswith(".tmp")]
 
     resumed = run_tool("retrain", *args)
     assert resumed.returncode == 0, resumed.stderr

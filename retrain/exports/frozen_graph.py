@@ -49,12 +49,27 @@ def freeze_module(extractor: FeatureExtractor) -> tf.compat.v1.GraphDef:
     frozen = convert_to_constants.convert_variables_to_constants_v2(function.get_concrete_function())
     graph_def = frozen.graph.as_graph_def()
     output = frozen.outputs[0].name.split(":")[0]
-    for node in graph_def.node:
-        if node.name == output:  # The function's output Identity: nothing consumes it.
-            node.name = MODULE_OUTPUT_NODE
+    # Variables become constants named after a counter of the process ("87"), which
+    # changes with whatever ran before: name them by their order instead, so the same
+    # module always gives the same graph.
+    numbered = [node.name for node in graph_def.node if node.name.isdigit()]
+    renames = {name: f"module/variable_{i}" for i, name in enumerate(numbered)}
+    renames[output] = MODULE_OUTPUT_NODE  # The function's output Identity: nothing consumes it.
+    _rename_nodes(graph_def, renames)
     if INPUT_NODE not in {node.name for node in graph_def.node}:
         raise RuntimeError(f"node {INPUT_NODE} missing from the frozen module")
     return graph_def
+
+
+def _rename_nodes(graph_def: tf.compat.v1.GraphDef, renames: dict[str, str]) -> None:
+    """Renames nodes in place, and every input that refers to them ("x", "x:1", "^x")."""
+    for node in graph_def.node:
+        node.name = renames.get(node.name, node.name)
+        for i, name in enumerate(node.input):
+            control = name.startswith("^")
+            base, colon, port = name.lstrip("^").partition(":")
+            if base in renames:
+                node.input[i] = ("^" if control else "") + renames[base] + colon + port
 
 
 class FrozenModule:
