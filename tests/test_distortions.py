@@ -82,14 +82,23 @@ def test_copy_seeds_and_tags_are_stable_and_distinct():
     assert settings_tag(DistortionConfig(flip_left_right=True)) == "distorted-flip1-crop0-scale0-brightness0"
 
 
-def run(tmp_path, image_folder, module, name, *extra):
+def run(tmp_path, image_folder, module, name, seed=None, **distortions):
+    """A retrain run in-process: (RetrainResult, its output folder)."""
+    import retrain
+
     out = tmp_path / name
-    return run_tool(
-        "retrain", f"--image_dir={image_folder}", f"--tfhub_module={module}", f"--bottleneck_dir={tmp_path}/bn",
-        f"--output_graph={out}/graph.pb", f"--output_labels={out}/labels.txt", f"--summaries_dir={out}/logs",
-        f"--checkpoint_path={out}/ckpt", "--how_many_training_steps=20", "--learning_rate=0.1",
-        "--train_batch_size=20", *extra,
-    ), out
+    config = retrain.RetrainConfig(
+        image_dir=image_folder,
+        tfhub_module=module,
+        bottleneck_dir=str(tmp_path / "bn"),
+        distortions=DistortionConfig(**distortions),
+        train=retrain.TrainConfig(how_many_training_steps=20, learning_rate=0.1, train_batch_size=20, random_seed=seed),
+        output=retrain.OutputConfig(
+            output_graph=str(out / "graph.pb"), output_labels=str(out / "labels.txt"), summaries_dir=str(out / "logs"),
+            checkpoint_path=str(out / "ckpt"),
+        ),
+    )
+    return retrain.run(config), out
 
 
 def graph_scores(graph_path, image_folder):
@@ -106,26 +115,26 @@ def graph_scores(graph_path, image_folder):
             return session.run("final_result:0", {"Placeholder:0": batch})
 
 
-DISTORT = ("--flip_left_right", "--random_crop=20", "--random_scale=20", "--random_brightness=20")
+DISTORT = dict(flip_left_right=True, random_crop=20, random_scale=20, random_brightness=20)
 
 
-def test_distorted_run_seeded_repeats_unseeded_differs(tmp_path, image_folder, tiny_module):
-    a, out_a = run(tmp_path, image_folder, tiny_module, "a", *DISTORT, "--random_seed=11")
-    assert a.returncode == 0, a.stderr
-    assert "Distorting training images at every step" in a.stderr and "Final test accuracy" in a.stderr
-    b, out_b = run(tmp_path, image_folder, tiny_module, "b", *DISTORT, "--random_seed=11")
+def test_distorted_run_seeded_repeats_unseeded_differs(tmp_path, image_folder, tiny_module, caplog):
+    caplog.set_level("INFO", logger="absl")
+    a, out_a = run(tmp_path, image_folder, tiny_module, "a", seed=11, **DISTORT)
+    assert "Distorting training images at every step" in caplog.text and a.test_accuracy is not None
+    b, out_b = run(tmp_path, image_folder, tiny_module, "b", seed=11, **DISTORT)
     np.testing.assert_allclose(graph_scores(out_a / "graph.pb", image_folder),
                                graph_scores(out_b / "graph.pb", image_folder), rtol=1e-5, atol=1e-7)
-    c, out_c = run(tmp_path, image_folder, tiny_module, "c", *DISTORT)
-    d, out_d = run(tmp_path, image_folder, tiny_module, "d", *DISTORT)
-    assert c.returncode == 0 and d.returncode == 0
+    c, out_c = run(tmp_path, image_folder, tiny_module, "c", **DISTORT)
+    d, out_d = run(tmp_path, image_folder, tiny_module, "d", **DISTORT)
+    assert c.seed != d.seed
     assert not np.allclose(graph_scores(out_c / "graph.pb", image_folder),
                            graph_scores(out_d / "graph.pb", image_folder), rtol=1e-5, atol=1e-7)
 
 
 def test_undistorted_seeded_runs_repeat(tmp_path, image_folder, tiny_module):
-    _, out_a = run(tmp_path, image_folder, tiny_module, "a", "--random_seed=4")
-    _, out_b = run(tmp_path, image_folder, tiny_module, "b", "--random_seed=4")
+    _, out_a = run(tmp_path, image_folder, tiny_module, "a", seed=4)
+    _, out_b = run(tmp_path, image_folder, tiny_module, "b", seed=4)
     np.testing.assert_allclose(graph_scores(out_a / "graph.pb", image_folder),
                                graph_scores(out_b / "graph.pb", image_folder), rtol=1e-5, atol=1e-7)
 
@@ -135,17 +144,16 @@ def count_copies(root):
 
 
 def test_distorted_copies_are_cached_reused_and_not_shared_across_settings(tmp_path, image_folder, tiny_module):
-    first, _ = run(tmp_path, image_folder, tiny_module, "a", "--random_crop=20", "--distorted_copies=2")
-    assert first.returncode == 0, first.stderr
+    first, _ = run(tmp_path, image_folder, tiny_module, "a", random_crop=20, distorted_copies=2)
     copies = count_copies(tmp_path / "bn")
     training_images = len(copies) // 2
     assert training_images > 40
     assert all("distorted-flip0-crop20-scale0-brightness0-copy" in n for n in copies)
-    again, _ = run(tmp_path, image_folder, tiny_module, "b", "--random_crop=20", "--distorted_copies=2")
-    assert again.returncode == 0
-    assert "Computing" not in again.stderr  # Everything, copies included, came from the cache.
-    other, _ = run(tmp_path, image_folder, tiny_module, "c", "--random_crop=30", "--distorted_copies=2")
-    assert f"Computing {2 * training_images} bottlenecks" in other.stderr
+    assert first.bottlenecks_computed == 90 - training_images + 2 * training_images
+    again, _ = run(tmp_path, image_folder, tiny_module, "b", random_crop=20, distorted_copies=2)
+    assert again.bottlenecks_computed == 0  # Everything, copies included, came from the cache.
+    other, _ = run(tmp_path, image_folder, tiny_module, "c", random_crop=30, distorted_copies=2)
+    assert other.bottlenecks_computed == 2 * training_images
     assert len(count_copies(tmp_path / "bn")) == 4 * training_images
 
 
