@@ -101,6 +101,12 @@ class RetrainConfig:
     bottleneck_dir: str = "/tmp/bottleneck"
     bottleneck_batch_size: int = DEFAULT_BOTTLENECK_BATCH_SIZE
     print_misclassified_test_images: bool = False
+    # The calibrated top score below which the model answers "unknown"; None chooses
+    # it on validation ("auto") to reach unknown_target_precision.
+    unknown_threshold: float | None = None
+    unknown_target_precision: float = 0.95
+    # An HTML evaluation report of the test set, with pictures ('' for none).
+    report_dir: str = ""
     split: SplitConfig = SplitConfig()
     distortions: DistortionConfig = DistortionConfig()
     train: TrainConfig = TrainConfig()

@@ -19,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from retrain import calibration
 from retrain import evaluation as evaluation_lib
 from retrain import image_lists, inference, storage
 from retrain.config import LabelImageConfig
@@ -142,7 +143,11 @@ class Model:
                 raise UserError(
                     f"{config.labels} has {len(self.labels)} labels but the graph gave {answer.scores.shape[0]} scores."
                 )
-            result = ImageResult(path, answer.scores, answer.calibrated, true_label=true_label)
+            calibrated = answer.calibrated
+            if calibrated is None and self.classifier.calibration is not None:
+                # The model carries its temperature but gives plain scores (serving_default).
+                calibrated = calibration.rescale(answer.scores[np.newaxis], self.classifier.calibration.temperature)[0]
+            result = ImageResult(path, answer.scores, calibrated, true_label=true_label)
             if self.unknown_threshold is not None:
                 result.unknown = result.confidence < self.unknown_threshold
             yield result
@@ -221,6 +226,24 @@ def evaluation_of(model: Model, results: list[ImageResult]) -> evaluation_lib.Ev
     )
 
 
+def write_report(model: Model, results: list[ImageResult], config: LabelImageConfig) -> str:
+    """The HTML report of evaluated ImageResults in config.report_dir; returns index.html's path."""
+    from retrain import report
+
+    scored = [r for r in results if r.scores is not None]
+    calibrated = [r.calibrated_scores for r in scored]
+    data = report.ReportData(
+        title=report.title_for(config.graph, config.image_dir),
+        labels=model.labels,
+        image_paths=[r.path for r in scored],
+        truth=np.array([model.labels.index(r.true_label) for r in scored], np.int64),
+        scores=np.stack([r.scores for r in scored]),
+        calibrated=np.stack(calibrated) if scored and all(c is not None for c in calibrated) else None,
+        unknown_threshold=model.unknown_threshold,
+    )
+    return report.write_report(config.report_dir, data)
+
+
 def _collect(job: Job, show_progress) -> tuple[list[ImageResult], list[tuple[str, str]]]:
     images, failures = [], list(job.missing)
     for result in job.results(show_progress):
@@ -240,7 +263,13 @@ def classify(config: LabelImageConfig, show_progress: bool | None = False) -> Cl
 
 def evaluate(config: LabelImageConfig, show_progress: bool | None = False) -> EvaluationRun:
     """Classifies every image of the labelled folder config.image_dir and reports how well it went."""
+    if config.report_dir:
+        from retrain import report as report_lib
+
+        report_lib.check_available()
     job = start(dataclasses.replace(config, evaluate=True))
     images, failures = _collect(job, show_progress)
     report = evaluation_of(job.model, images) if images else None
+    if config.report_dir and images:
+        write_report(job.model, images, config)
     return EvaluationRun(job.model.labels, images, failures, job.model.unknown_threshold, report, job.skipped_folders)

@@ -50,6 +50,13 @@ _UNKNOWN = flags.DEFINE_boolean(
     "Answer 'unknown <score>' first when the calibrated top score is below the threshold the "
     "model was trained with (models from this version of retrain carry one).",
 )
+_REPORT_DIR = flags.DEFINE_string(
+    "report_dir",
+    _D.report_dir,
+    "With --evaluate: also write an HTML report here (index.html: confusion matrix, per-class "
+    "table, reliability diagram, accuracy-coverage curve, misclassified images as thumbnails). "
+    "Needs pip install \"retrain[report]\".",
+)
 _UNKNOWN_THRESHOLD = flags.DEFINE_float(
     "unknown_threshold",
     _D.unknown_threshold,
@@ -111,6 +118,7 @@ def _config_from_flags(extra_images: list[str]) -> config_lib.LabelImageConfig:
         signature=_SIGNATURE.value,
         unknown=_UNKNOWN.value or _UNKNOWN_THRESHOLD.value is not None,
         unknown_threshold=_UNKNOWN_THRESHOLD.value,
+        report_dir=_REPORT_DIR.value,
     )
 
 
@@ -121,6 +129,8 @@ def _check_flags(extra_images: list[str]) -> None:
         raise cli.UsageError("--labels is required")
     if _EVALUATE.value and not _IMAGE_DIR.value:
         raise cli.UsageError("--evaluate needs --image_dir")
+    if _REPORT_DIR.value and not _EVALUATE.value:
+        raise cli.UsageError("--report_dir needs --evaluate")
     if _MIN_ACCURACY.value is not None:
         if not _EVALUATE.value:
             raise cli.UsageError("--min_accuracy needs --evaluate")
@@ -229,6 +239,10 @@ def classify_and_print(config: config_lib.LabelImageConfig) -> int:
     """Classifies (or evaluates) as configured, prints the results; returns the exit status."""
     from retrain import label_image
 
+    if config.report_dir:
+        from retrain import report
+
+        report.check_available()  # Before the long work.
     job = label_image.start(config)
     labels = job.model.labels
     for folder in job.skipped_folders:
@@ -254,6 +268,9 @@ def classify_and_print(config: config_lib.LabelImageConfig) -> int:
     if config.evaluate and results:
         report = label_image.evaluation_of(job.model, results)
         document.update(report.to_json())
+        if config.report_dir:
+            path = label_image.write_report(job.model, results, config)
+            print(f"label-image: report written to {path}", file=sys.stderr)
         if config.output_format != "json":
             print(_text_report(report), file=sys.stdout if config.output_format == "text" else sys.stderr)
         if config.min_accuracy is not None:

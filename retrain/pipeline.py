@@ -16,6 +16,7 @@ from absl import logging
 from retrain import (
     batching,
     bottlenecks,
+    calibration,
     distortions,
     exports,
     hub_module,
@@ -25,6 +26,7 @@ from retrain import (
     storage,
     train,
 )
+from retrain.calibration import CalibrationReport
 from retrain.config import RetrainConfig
 from retrain.errors import Interrupted, UserError
 from retrain.exports import checkpoint, frozen_graph
@@ -46,6 +48,9 @@ class RetrainResult:
         exports["output_tflite"], the TFLite model's agreement with the frozen graph.
       bottlenecks_computed: bottlenecks computed by the module in this run.
       bottlenecks_reused: bottlenecks read from the cache.
+      calibration: the temperature and unknown threshold fitted on validation, with
+        expected calibration errors (calibration.CalibrationReport), or None.
+      report_path: the HTML evaluation report written (--report_dir), or ''.
     """
 
     labels: list[str]
@@ -57,6 +62,8 @@ class RetrainResult:
     exports: dict = dataclasses.field(default_factory=dict)
     bottlenecks_computed: int = 0
     bottlenecks_reused: int = 0
+    calibration: CalibrationReport | None = None
+    report_path: str = ""
 
     @property
     def tflite_parity(self):
@@ -166,6 +173,69 @@ def _representative_paths(lists, failed_images, seed: int) -> tuple[str, ...]:
     return tuple(paths[i] for i in order)
 
 
+def _logits(bottleneck_set, weights, biases) -> np.ndarray:
+    return bottleneck_set.features @ weights + biases
+
+
+def _calibrate(config: RetrainConfig, sets, weights, biases) -> calibration.CalibrationReport | None:
+    """Fits the temperature and chooses the unknown threshold on validation; logs what they mean."""
+    validation, test = sets["validation"], sets["testing"]
+    if not len(validation):
+        logging.warning("No validation images: scores are not calibrated and no unknown threshold is chosen.")
+        return None
+    report = calibration.calibrate(
+        _logits(validation, weights, biases),
+        validation.labels,
+        _logits(test, weights, biases),
+        test.labels,
+        unknown_threshold=config.unknown_threshold,
+        target_precision=config.unknown_target_precision,
+    )
+    on_test = (
+        f", on test {report.ece_test_before:.3f} -> {report.ece_test_after:.3f}" if report.ece_test_before is not None else ""
+    )
+    logging.info(
+        "Calibration: temperature %.3f fitted on %d validation images; expected calibration error on "
+        "validation %.3f -> %.3f%s.",
+        report.calibration.temperature, report.validation_count, report.ece_validation_before,
+        report.ece_validation_after, on_test,
+    )
+    threshold = report.threshold
+    how = "--unknown_threshold" if config.unknown_threshold is not None else (
+        f"auto, --unknown_target_precision {config.unknown_target_precision:g}")
+    accuracy = f" at {threshold.accuracy * 100:.0f}% accuracy" if threshold.accuracy is not None else ""
+    logging.info(
+        "Below %.4g, answer unknown: keeps %.0f%% of validation images%s (%s).",
+        threshold.value, threshold.coverage * 100, accuracy, how,
+    )
+    return report
+
+
+def _write_report(config: RetrainConfig, sets, labels, weights, biases, model_calibration) -> str:
+    """The HTML evaluation report of the test set (validation when there is none); its path."""
+    from retrain import report
+
+    category = "testing" if len(sets["testing"]) else "validation"
+    chosen = sets[category]
+    if not len(chosen):
+        logging.warning("No test or validation images: no evaluation report is written.")
+        return ""
+    logits = _logits(chosen, weights, biases)
+    data = report.ReportData(
+        title=f"{storage.basename(config.output.output_graph) or 'retrained model'}: "
+        f"{'test' if category == 'testing' else 'validation'} images of {config.image_dir}",
+        labels=labels,
+        image_paths=chosen.image_paths,
+        truth=chosen.labels,
+        scores=calibration.softmax(logits),
+        calibrated=calibration.softmax(logits, model_calibration.temperature) if model_calibration else None,
+        unknown_threshold=model_calibration.unknown_threshold if model_calibration else None,
+    )
+    path = report.write_report(config.report_dir, data)
+    logging.info("Evaluation report written to %s", path)
+    return path
+
+
 def _held_out(sets) -> exports.HeldOutImages | None:
     """The test set, else the validation set, as exports check converted models on."""
     for category in ("testing", "validation"):
@@ -195,6 +265,11 @@ def run(config: RetrainConfig) -> RetrainResult:
     image_lists.check_enough_classes(lists, config.image_dir)
     image_lists.warn_about_empty_sets(lists)
     check_output_locations(config)
+    if config.report_dir:
+        from retrain import report
+
+        report.check_available()
+        exports.check_folder(config.report_dir, "evaluation report")
     labels = list(lists.keys())
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -261,15 +336,35 @@ def run(config: RetrainConfig) -> RetrainResult:
         for path, label in misclassified:
             logging.info("%70s  %s", path, label)
 
+    calibration_report = _calibrate(config, sets, result.weights, result.biases)
+    if calibration_report is not None:
+        model_calibration = calibration_report.calibration
+    elif config.unknown_threshold is not None:
+        model_calibration = calibration.Calibration(1.0, config.unknown_threshold)
+    else:
+        model_calibration = None
     model = model_with(
         result.weights,
         result.biases,
+        calibration=model_calibration,
         representative_paths=_representative_paths(lists, failed_images, seed),
         held_out=_held_out(sets),
     )
     reports = exports.write_outputs(out, model)
     if out.summaries_dir:
         train.write_graph_summary(out.summaries_dir, frozen_graph.structure(frozen_graph.graph_def_of(model)))
+        validation = sets["validation"]
+        if len(validation):
+            train.write_evaluation_summaries(
+                out.summaries_dir,
+                config.train.how_many_training_steps - 1,
+                labels,
+                calibration.softmax(_logits(validation, result.weights, result.biases)),
+                validation.labels,
+            )
+    report_path = ""
+    if config.report_dir:
+        report_path = _write_report(config, sets, labels, result.weights, result.biases, model_calibration)
     if failed_images:
         logging.warning("Skipped %d file(s) that are not readable images:", len(failed_images))
         for path, reason in failed_images:
@@ -284,4 +379,6 @@ def run(config: RetrainConfig) -> RetrainResult:
         exports=reports,
         bottlenecks_computed=computed,
         bottlenecks_reused=reused,
+        calibration=calibration_report,
+        report_path=report_path,
     )

@@ -195,6 +195,26 @@ _TFLITE_REPRESENTATIVE_IMAGES = flags.DEFINE_integer(
     "With --tflite_quantization int8: how many training images (chosen with the random seed) "
     "calibrate the quantization ranges. More can help when int8 agrees poorly with the frozen graph.",
 )
+_UNKNOWN_THRESHOLD = flags.DEFINE_string(
+    "unknown_threshold",
+    "auto",
+    "The calibrated top score below which the model answers 'unknown' (label-image --unknown, "
+    "the SavedModel's and TFLite model's outputs). auto: chosen on the validation images, the "
+    "lowest score from which the answered images reach --unknown_target_precision accuracy, "
+    "and at least the score that answers that share of them. Or a number in [0, 1].",
+)
+_UNKNOWN_TARGET_PRECISION = flags.DEFINE_float(
+    "unknown_target_precision",
+    _D.unknown_target_precision,
+    "With --unknown_threshold auto: the accuracy (0-1) the images answered should reach on validation.",
+)
+_REPORT_DIR = flags.DEFINE_string(
+    "report_dir",
+    _D.report_dir,
+    "Also write an HTML evaluation report of the test images here (index.html with a confusion "
+    "matrix, per-class table, reliability diagram, accuracy-coverage curve and the misclassified "
+    "images). Needs pip install \"retrain[report]\". Not written if empty.",
+)
 _LOGGING_VERBOSITY = flags.DEFINE_enum(
     "logging_verbosity",
     "INFO",
@@ -248,12 +268,31 @@ def _check_flags() -> None:
         raise cli.UsageError(f"--random_brightness must be at most 100, not {_RANDOM_BRIGHTNESS.value}")
     if not _FINAL_TENSOR_NAME.value:
         raise cli.UsageError("--final_tensor_name must not be empty")
+    _unknown_threshold()
+    if not 0.0 < _UNKNOWN_TARGET_PRECISION.value <= 1.0:
+        raise cli.UsageError(
+            f"--unknown_target_precision must be in (0, 1], not {_UNKNOWN_TARGET_PRECISION.value}"
+        )
     if _TFLITE_IO_TYPE.value != "float32" and _TFLITE_QUANTIZATION.value != "int8":
         raise cli.UsageError("--tflite_io_type uint8 or int8 needs --tflite_quantization int8")
     if _TFLITE_REPRESENTATIVE_IMAGES.value <= 0:
         raise cli.UsageError(
             f"--tflite_representative_images must be positive, not {_TFLITE_REPRESENTATIVE_IMAGES.value}"
         )
+
+
+def _unknown_threshold() -> float | None:
+    """--unknown_threshold as a number, or None for auto."""
+    text = _UNKNOWN_THRESHOLD.value.strip().lower()
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise cli.UsageError(f"--unknown_threshold must be auto or a number in [0, 1], not {_UNKNOWN_THRESHOLD.value}")
+    return value
 
 
 def _module_from_flags() -> legacy.LegacyChoice:
@@ -279,6 +318,9 @@ def _config_from_flags() -> config_lib.RetrainConfig:
         bottleneck_dir=_BOTTLENECK_DIR.value,
         bottleneck_batch_size=_BOTTLENECK_BATCH_SIZE.value,
         print_misclassified_test_images=_PRINT_MISCLASSIFIED_TEST_IMAGES.value,
+        unknown_threshold=_unknown_threshold(),
+        unknown_target_precision=_UNKNOWN_TARGET_PRECISION.value,
+        report_dir=_REPORT_DIR.value,
         split=config_lib.SplitConfig(
             testing_percentage=_TESTING_PERCENTAGE.value,
             validation_percentage=_VALIDATION_PERCENTAGE.value,

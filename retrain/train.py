@@ -276,6 +276,56 @@ def write_graph_summary(summaries_dir: str, graph_def) -> None:
     writer.close()
 
 
+def confusion_image(matrix: np.ndarray, cell: int | None = None) -> np.ndarray:
+    """A heat map of a confusion matrix: uint8 [rows * cell, columns * cell, 3].
+
+    Each cell is shaded by its share of its row (true label): white for none, deep
+    blue for all, so the diagonal and the confused pairs show at a glance.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    cell = cell or max(4, 256 // max(1, matrix.shape[0]))
+    rows = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
+    colours = white + shares[..., np.newaxis] * (blue - white)
+    return np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1).astype(np.uint8)
+
+
+def write_evaluation_summaries(
+    summaries_dir: str, step: int, labels: list[str], scores: np.ndarray, truth: np.ndarray
+) -> None:
+    """Puts the validation set's confusion matrix (an image) and per-class PR curves in
+    summaries_dir/validation at step, for TensorBoard's Images and PR Curves tabs.
+
+    Args:
+      scores: float [n, classes] softmax scores; truth: int [n] label indices.
+    """
+    from tensorboard.plugins.pr_curve import summary as pr_curve
+
+    scores = np.asarray(scores, np.float32)
+    truth = np.asarray(truth, np.int64)
+    matrix = np.zeros((len(labels), len(labels)), np.int64)
+    np.add.at(matrix, (truth, scores.argmax(axis=1)), 1)
+    writer = tf.summary.create_file_writer(storage.join(summaries_dir, "validation"))
+    with writer.as_default():
+        tf.summary.image(
+            "confusion_matrix",
+            confusion_image(matrix)[np.newaxis],
+            step=step,
+            description="Rows: true label, columns: predicted, in label order: " + ", ".join(labels),
+        )
+        for index, label in enumerate(labels):
+            summary = pr_curve.pb(
+                f"pr_curve/{label.strip().replace(' ', '_') or index}",
+                labels=truth == index,
+                predictions=scores[:, index],
+                num_thresholds=101,
+                display_name=f"{label} (one against the rest)",
+            )
+            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+    writer.close()
+
+
 def training_schedule(steps: int, eval_interval: int, store_frequency: int) -> list[int]:
     """The 0-based steps after which training pauses to evaluate or store a graph.
 

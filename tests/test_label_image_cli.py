@@ -173,6 +173,8 @@ def test_min_accuracy_gate(trained_model, eval_folder, capsys):
         (["--graph=g.pb", "--labels=l.txt"], 2, "name images"),
         (["--graph=g.pb", "--labels=l.txt", "--image=x", "--min_accuracy=0.5"], 2, "--min_accuracy needs --evaluate"),
         (["--graph=g.pb", "--labels=l.txt", "--image=x", "--output_format=xml"], 2, "output_format"),
+        (["--graph=g.pb", "--labels=l.txt", "--image=x", "--report_dir=r"], 2, "--report_dir needs --evaluate"),
+        (["--graph=g.pb", "--labels=l.txt", "--image=x", "--unknown_threshold=2"], 2, "--unknown_threshold must be"),
     ],
 )
 def test_usage_errors(args, code, message):
@@ -210,7 +212,7 @@ def test_help_lists_flags_and_exit_codes():
     assert result.returncode == 0
     for flag in ("graph", "labels", "image", "image_dir", "input_layer", "output_layer", "input_height",
                  "input_width", "input_mean", "input_std", "top_k", "output_format", "min_accuracy", "batch_size",
-                 "signature", "unknown_threshold"):
+                 "signature", "unknown_threshold", "report_dir"):
         assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
     assert "--[no]evaluate" in result.stdout and "--[no]unknown" in result.stdout
     assert "Exit status" in result.stdout

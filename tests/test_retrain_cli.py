@@ -135,6 +135,8 @@ def test_random_labels_give_near_chance_accuracy(tmp_path, tiny_module):
         ("--tflite_quantization=int4", "tflite_quantization"),
         ("--tflite_representative_images=0", "--tflite_representative_images must be positive"),
         ("--architecture=resnet_50", "--architecture resnet_50 is not one retrain.py knew"),
+        ("--unknown_threshold=often", "--unknown_threshold must be auto or a number in [0, 1]"),
+        ("--unknown_target_precision=1.5", "--unknown_target_precision must be in (0, 1]"),
     ],
 )
 def test_bad_flags_are_usage_errors(tmp_path, flag, message):
@@ -237,7 +239,8 @@ def test_help_documents_every_flag():
         "flip_left_right", "random_crop", "random_scale", "random_brightness", "tfhub_module",
         "saved_model_dir", "logging_verbosity", "checkpoint_path", "image_size", "random_seed",
         "bottleneck_batch_size", "distorted_copies", "output_tflite", "tflite_quantization", "tflite_io_type",
-        "tflite_representative_images", "architecture", "model_dir",
+        "tflite_representative_images", "architecture", "model_dir", "unknown_threshold",
+        "unknown_target_precision", "report_dir",
     ):
         assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
 

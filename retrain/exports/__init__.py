@@ -54,7 +54,7 @@ OUTPUTS = (
 )
 
 
-def _check_folder(folder: str, description: str) -> None:
+def check_folder(folder: str, description: str) -> None:
     try:
         storage.check_writable(folder or ".")
     except OSError as e:
@@ -72,11 +72,11 @@ def check_locations(options: OutputConfig) -> None:
             continue
         if not output.is_folder and storage.isdir(path):
             raise UserError(f"{path} is a directory; give a file name for --{output.field}.")
-        _check_folder(storage.dirname(path.rstrip("/")), output.description)
+        check_folder(storage.dirname(path.rstrip("/")), output.description)
     if options.summaries_dir:
-        _check_folder(options.summaries_dir, "TensorBoard summaries")
+        check_folder(options.summaries_dir, "TensorBoard summaries")
     if options.intermediate_store_frequency > 0:
-        _check_folder(options.intermediate_output_graphs_dir, "intermediate graphs")
+        check_folder(options.intermediate_output_graphs_dir, "intermediate graphs")
 
 
 def write_outputs(options: OutputConfig, model: TrainedModel) -> dict[str, object]:
@@ -101,4 +101,4 @@ def write_outputs(options: OutputConfig, model: TrainedModel) -> dict[str, objec
     return reports
 
 
-__all__ = ["OUTPUTS", "HeldOutImages", "Output", "TrainedModel", "check_locations", "write_outputs"]
+__all__ = ["OUTPUTS", "HeldOutImages", "Output", "TrainedModel", "check_folder", "check_locations", "write_outputs"]
