@@ -30,3 +30,23 @@ def muted_stderr():
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def tensorflow_warnings_muted():
+    """Keeps TensorFlow's own Python warnings (its "tensorflow" logger) quiet for the duration.
+
+    Saving a model (SavedModel export, TFLite conversion) after a lookup table was made
+    earlier in the process warns that a TF1 collection cannot hold it, "probably safe to
+    ignore", rightly: TF2 never reads that collection.
+    """
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    if not logging.level_debug():
+        logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -236,7 +236,12 @@ class TensorFlowStorage(Storage):
 
     def isdir(self, path):
         with self._errors_as_os_errors("look up", path):
-            return self._gfile.isdir(path)
+            if not self._gfile.isdir(path):
+                return False
+            # Some filesystems (ram://) call any prefix of a file name a folder: "ram://x/c"
+            # is one when "ram://x/c.index" exists. A real folder's entries are inside it.
+            children = self._gfile.listdir(path)
+            return not children or self._gfile.exists(posixpath.join(path, children[0].rstrip("/")))
 
     def listdir(self, path):
         with self._errors_as_os_errors("list", path):

@@ -17,7 +17,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from retrain import storage
+from retrain import quiet, storage
 from retrain.hub_module import FeatureExtractor
 
 INPUT_NODE = "Placeholder"
@@ -46,7 +46,8 @@ def freeze_module(extractor: FeatureExtractor) -> tf.compat.v1.GraphDef:
 
     spec = tf.TensorSpec([None, extractor.height, extractor.width, 3], tf.float32, name=INPUT_NODE)
     function = tf.function(extractor.extract, input_signature=[spec])
-    frozen = convert_to_constants.convert_variables_to_constants_v2(function.get_concrete_function())
+    with quiet.tensorflow_warnings_muted():
+        frozen = convert_to_constants.convert_variables_to_constants_v2(function.get_concrete_function())
     graph_def = frozen.graph.as_graph_def()
     output = frozen.outputs[0].name.split(":")[0]
     # Variables become constants named after a counter of the process ("87"), which

@@ -23,7 +23,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from retrain import storage
+from retrain import quiet, storage
 
 SERVING_DEFAULT = "serving_default"
 SERVING_BYTES = "serving_bytes"
@@ -93,9 +93,10 @@ def write(path: str, model, options=None) -> None:
         with open(labels_file, "w", encoding="utf-8") as f:
             f.write("\n".join(model.labels) + "\n")
         classifier = _Classifier(model, labels_file)
-        with storage.replaced_directory(path) as temp_dir:
+        with storage.replaced_directory(path) as temp_dir, quiet.tensorflow_warnings_muted():
             tf.saved_model.save(
                 classifier,
                 temp_dir,
                 signatures={SERVING_DEFAULT: classifier.serve, SERVING_BYTES: classifier.serve_bytes},
             )
+

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from retrain import module_inputs, storage, tflite_runtime
+from retrain import module_inputs, quiet, storage, tflite_runtime
 from retrain.errors import UserError
 from retrain.progress import Progress
 from retrain.quiet import muted_stderr
@@ -120,7 +120,7 @@ def convert(model, *, quantization: str = "float", io_type: str = "float32", rep
             converter.inference_input_type = getattr(tf, io_type)
             converter.inference_output_type = getattr(tf, io_type)
     try:
-        with muted_stderr():
+        with muted_stderr(), quiet.tensorflow_warnings_muted():
             content = converter.convert()
     except Exception as e:  # The converter raises its own error types, with long messages.
         first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
