@@ -347,17 +347,30 @@ def _writable(bottleneck_dir: str) -> tuple[bool, str]:
     return True, ""
 
 
-def load_or_compute_entries(
-    entries: list[CacheEntry],
-    *,
-    dim: int,
-    decode: BatchDecoder,
-    extract: Callable[[np.ndarray], np.ndarray],
-    bottleneck_dir: str,
-    module_handle: str = "",
-    module_fingerprint: str = "",
-) -> Bottlenecks:
-    """load_or_compute for explicit entries; decode takes CacheEntries, not paths."""
+@dataclasses.dataclass
+class CacheState:
+    """What the cache holds for a list of entries (see read_cache).
+
+    Attributes:
+      records: the cache's records for the module (refreshed and adopted ones pending).
+      check: which entries are current, and their images' stats.
+      values: per entry, its float32 [dim] bottleneck, or None when it must be computed.
+      missing: positions of the entries to compute.
+    """
+
+    records: CacheRecords
+    check: cache_records.Check
+    values: list[np.ndarray | None]
+    missing: list[int]
+
+
+def read_cache(
+    entries: list[CacheEntry], *, dim: int, bottleneck_dir: str, module_handle: str = "", module_fingerprint: str = ""
+) -> CacheState:
+    """Reads every current entry; the others (missing, stale, unreadable) are listed in missing.
+
+    Logs, as a run does, a module whose files changed and images whose content changed.
+    """
     records = CacheRecords(bottleneck_dir, mangle_module_name(module_handle), module_fingerprint).load()
     if records.module_changed:
         logging.warning(
@@ -372,6 +385,25 @@ def load_or_compute_entries(
     for i, vector in zip(candidates, read_cached_files([entries[i].cache_path for i in candidates], dim)):
         values[i] = vector
     missing = [i for i, v in enumerate(values) if v is None]
+    return CacheState(records, check, values, missing)
+
+
+def load_or_compute_entries(
+    entries: list[CacheEntry],
+    *,
+    dim: int,
+    decode: BatchDecoder,
+    extract: Callable[[np.ndarray], np.ndarray],
+    bottleneck_dir: str,
+    module_handle: str = "",
+    module_fingerprint: str = "",
+) -> Bottlenecks:
+    """load_or_compute for explicit entries; decode takes CacheEntries, not paths."""
+    state = read_cache(
+        entries, dim=dim, bottleneck_dir=bottleneck_dir, module_handle=module_handle,
+        module_fingerprint=module_fingerprint,
+    )
+    records, check, values, missing = state.records, state.check, state.values, state.missing
     writable, reason = _writable(bottleneck_dir) if missing or records.pending else (True, "")
     if not writable:
         logging.warning(

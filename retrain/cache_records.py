@@ -127,7 +127,7 @@ class CacheRecords:
             return
         self._write(self._shard, self._new)
         if len(self._read_shards) + len(self._other_shards) + 1 > _MAX_SHARDS:
-            self._compact()
+            self.compact()
 
     def _write(self, name: str, entries: dict[str, Record]) -> None:
         document = {
@@ -138,8 +138,11 @@ class CacheRecords:
         }
         storage.write_text(storage.join(self.folder, name), json.dumps(document, separators=(",", ":")))
 
-    def _compact(self) -> None:
-        """Replaces the shards read (and those of other fingerprints) by one holding every record."""
+    def compact(self) -> None:
+        """Replaces the shards read (those of other fingerprints too) and this run's by one holding every record.
+
+        Shards written meanwhile by others are left alone, so nothing is lost.
+        """
         merged = f"merged-{self._shard}"
         self._write(merged, self._records)
         for name in self._read_shards + self._other_shards + [self._shard]:

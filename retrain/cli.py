@@ -50,11 +50,13 @@ def import_tensorflow_quietly(verbose: bool) -> None:
         tf.config.list_physical_devices()
 
 
-def flags_parser(program: str, main_module, allow_positional: bool = False):
+def flags_parser(program: str, main_module, allow_positional: bool = False, shared=(), pass_unknown: bool = False):
     """An absl flags_parser: help on stdout with status 0, bad flags in one line with 2.
 
-    --help and --helpshort list the tool's own flags under main_module's docstring;
-    --helpfull adds absl's and TensorFlow's.
+    --help and --helpshort list the tool's own flags (main_module's and those of the
+    shared flag modules) under main_module's docstring; --helpfull adds absl's and
+    TensorFlow's. With pass_unknown, flags the tool does not know are handed to main
+    (after argv[0]) for another parser (Beam's pipeline options) to judge.
     """
 
     def parse(argv):
@@ -64,15 +66,16 @@ def flags_parser(program: str, main_module, allow_positional: bool = False):
             if "--helpfull" in requested:
                 text += flags.FLAGS.get_help()
             else:
-                text += flags.FLAGS.module_help(main_module) + "\n\nTry --helpfull to see all flags."
+                sections = [flags.FLAGS.module_help(module) for module in (*shared, main_module)]
+                text += "\n\n".join(sections) + "\n\nTry --helpfull to see all flags."
             print(text)
             sys.exit(EXIT_OK)
         try:
-            remaining = flags.FLAGS(argv)
+            remaining = flags.FLAGS(argv, known_only=pass_unknown)
         except flags.Error as e:
             print(f"{program}: error: {e}\nTry --help for the list of flags.", file=sys.stderr)
             sys.exit(EXIT_USAGE)
-        if len(remaining) > 1 and not allow_positional:
+        if len(remaining) > 1 and not (allow_positional or pass_unknown):
             print(f"{program}: error: unexpected arguments: {' '.join(remaining[1:])}", file=sys.stderr)
             sys.exit(EXIT_USAGE)
         return remaining

@@ -15,13 +15,11 @@ Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.
 
 from absl import app, flags, logging
 
-from retrain import cli
+from retrain import cache_flags, cli
 from retrain import config as config_lib
-from retrain import legacy
 
 _D = config_lib.RetrainConfig()
 
-_IMAGE_DIR = flags.DEFINE_string("image_dir", _D.image_dir, "Path to folders of labeled images.")
 _OUTPUT_GRAPH = flags.DEFINE_string(
     "output_graph", _D.output.output_graph, "Where to save the trained graph."
 )
@@ -49,12 +47,6 @@ _HOW_MANY_TRAINING_STEPS = flags.DEFINE_integer(
 )
 _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", _D.train.learning_rate, "How large a learning rate to use when training."
-)
-_TESTING_PERCENTAGE = flags.DEFINE_integer(
-    "testing_percentage", _D.split.testing_percentage, "What percentage of images to use as a test set."
-)
-_VALIDATION_PERCENTAGE = flags.DEFINE_integer(
-    "validation_percentage", _D.split.validation_percentage, "What percentage of images to use as a validation set."
 )
 _EVAL_STEP_INTERVAL = flags.DEFINE_integer(
     "eval_step_interval", _D.train.eval_step_interval, "How often to evaluate the training results."
@@ -84,80 +76,10 @@ _PRINT_MISCLASSIFIED_TEST_IMAGES = flags.DEFINE_boolean(
     _D.print_misclassified_test_images,
     "Whether to print out a list of all misclassified test images.",
 )
-_BOTTLENECK_DIR = flags.DEFINE_string(
-    "bottleneck_dir", _D.bottleneck_dir, "Path to cache bottleneck layer values as files."
-)
-_BOTTLENECK_BATCH_SIZE = flags.DEFINE_integer(
-    "bottleneck_batch_size",
-    _D.bottleneck_batch_size,
-    "How many images go through the module at once while filling the bottleneck cache; "
-    "the next batch is decoded meanwhile. On 2 CPU cores 32 runs Inception v3 within "
-    "about 2% of its best rate; larger batches need more memory, and may pay off on a GPU.",
-)
 _FINAL_TENSOR_NAME = flags.DEFINE_string(
     "final_tensor_name",
     _D.output.final_tensor_name,
     "The name of the output classification layer in the retrained graph.",
-)
-_FLIP_LEFT_RIGHT = flags.DEFINE_boolean(
-    "flip_left_right",
-    _D.distortions.flip_left_right,
-    "Whether to randomly flip half of the training images horizontally. Any distortion "
-    "flag makes training distort every sample anew through the module (slow, as in "
-    "retrain.py) unless --distorted_copies is set; validation and test images are never distorted.",
-)
-_RANDOM_CROP = flags.DEFINE_integer(
-    "random_crop",
-    _D.distortions.random_crop,
-    "A percentage determining how much of a margin to randomly crop off the training images: "
-    "the image is enlarged by (1 + C/100) and a window of the module's size is cut at a "
-    "random place, so each sample keeps 1/(1 + C/100) of each side (50 keeps two thirds).",
-)
-_RANDOM_SCALE = flags.DEFINE_integer(
-    "random_scale",
-    _D.distortions.random_scale,
-    "A percentage determining how much to randomly scale up the size of the training images "
-    "by: a further zoom-in by a factor drawn from [1, 1 + S/100).",
-)
-_RANDOM_BRIGHTNESS = flags.DEFINE_integer(
-    "random_brightness",
-    _D.distortions.random_brightness,
-    "A percentage determining how much to randomly multiply the training image input pixels "
-    "up or down by: a factor drawn from [1 - B/100, 1 + B/100), not clipped.",
-)
-_DISTORTED_COPIES = flags.DEFINE_integer(
-    "distorted_copies",
-    _D.distortions.distorted_copies,
-    "With distortion flags: compute K distorted copies of each training image once, cache "
-    "them beside the bottlenecks (named after the copy and the distortion settings) and "
-    "train on those: reruns are then as fast as undistorted ones. 0: distort anew at every step.",
-)
-_TFHUB_MODULE = flags.DEFINE_string(
-    "tfhub_module",
-    _D.tfhub_module,
-    "Which TensorFlow Hub image feature-vector module to use: a URL, or a local directory "
-    "holding an unpacked module (TF2 SavedModel, or TF1 Hub format with an "
-    "image_feature_vector signature). URLs are downloaded once into TFHUB_CACHE_DIR.",
-)
-_ARCHITECTURE = flags.DEFINE_string(
-    "architecture",
-    None,
-    "From the older retrain.py, still accepted: inception_v3 (the default module) or "
-    "mobilenet_<1.0|0.75|0.50|0.25>_<224|192|160|128>[_quantized], mapped to the matching "
-    "TF-Hub MobileNet V1 feature-vector module; the log says what it maps to. Prefer --tfhub_module.",
-)
-_MODEL_DIR = flags.DEFINE_string(
-    "model_dir",
-    None,
-    "From the older retrain.py, still accepted: where downloaded modules are kept (as "
-    "TFHUB_CACHE_DIR). If it holds classify_image_graph_def.pb, the 2015 Inception v3 graph "
-    "the old script downloaded, that graph is used as the module.",
-)
-_IMAGE_SIZE = flags.DEFINE_integer(
-    "image_size",
-    _D.image_size,
-    "Input height and width for modules that do not fix them in their signature "
-    f"(default: the module's own size, else {config_lib.FALLBACK_IMAGE_SIZE}).",
 )
 _SAVED_MODEL_DIR = flags.DEFINE_string(
     "saved_model_dir",
@@ -234,14 +156,7 @@ _RANDOM_SEED = flags.DEFINE_integer(
 
 def _check_flags() -> None:
     """Raises cli.UsageError, naming the flag, for values that cannot work."""
-    for holder in (_TESTING_PERCENTAGE, _VALIDATION_PERCENTAGE):
-        if not 0 <= holder.value <= 100:
-            raise cli.UsageError(f"--{holder.name} must be between 0 and 100, not {holder.value}")
-    if _TESTING_PERCENTAGE.value + _VALIDATION_PERCENTAGE.value >= 100:
-        raise cli.UsageError(
-            "--testing_percentage plus --validation_percentage must be below 100, leaving images for training"
-        )
-    positive = (_HOW_MANY_TRAINING_STEPS, _EVAL_STEP_INTERVAL, _BOTTLENECK_BATCH_SIZE)
+    positive = (_HOW_MANY_TRAINING_STEPS, _EVAL_STEP_INTERVAL)
     for holder in positive:
         if holder.value <= 0:
             raise cli.UsageError(f"--{holder.name} must be positive, not {holder.value}")
@@ -252,20 +167,6 @@ def _check_flags() -> None:
         raise cli.UsageError(f"--intermediate_store_frequency must be 0 or positive, not {_INTERMEDIATE_STORE_FREQUENCY.value}")
     if not _LEARNING_RATE.value > 0:
         raise cli.UsageError(f"--learning_rate must be positive, not {_LEARNING_RATE.value}")
-    if _IMAGE_SIZE.value is not None and _IMAGE_SIZE.value <= 0:
-        raise cli.UsageError(f"--image_size must be positive, not {_IMAGE_SIZE.value}")
-    for holder in (_RANDOM_CROP, _RANDOM_SCALE, _RANDOM_BRIGHTNESS):
-        if holder.value < 0:
-            raise cli.UsageError(f"--{holder.name} must be 0 or positive, not {holder.value}")
-    if _DISTORTED_COPIES.value < 0:
-        raise cli.UsageError(f"--distorted_copies must be 0 or positive, not {_DISTORTED_COPIES.value}")
-    distorting = _FLIP_LEFT_RIGHT.value or _RANDOM_CROP.value or _RANDOM_SCALE.value or _RANDOM_BRIGHTNESS.value
-    if _DISTORTED_COPIES.value and not distorting:
-        raise cli.UsageError(
-            "--distorted_copies needs a distortion: --flip_left_right, --random_crop, --random_scale or --random_brightness"
-        )
-    if _RANDOM_BRIGHTNESS.value > 100:
-        raise cli.UsageError(f"--random_brightness must be at most 100, not {_RANDOM_BRIGHTNESS.value}")
     if not _FINAL_TENSOR_NAME.value:
         raise cli.UsageError("--final_tensor_name must not be empty")
     _unknown_threshold()
@@ -295,43 +196,14 @@ def _unknown_threshold() -> float | None:
     return value
 
 
-def _module_from_flags() -> legacy.LegacyChoice:
-    """--tfhub_module, or what the older --architecture and --model_dir mean (logged)."""
-    given = _TFHUB_MODULE.value if _TFHUB_MODULE.present else None
-    try:
-        choice = legacy.resolve(_ARCHITECTURE.value, _MODEL_DIR.value, given)
-    except ValueError as e:
-        raise cli.UsageError(str(e)) from e
-    for message in choice.messages:
-        logging.info("%s", message)
-    return choice
-
-
 def _config_from_flags() -> config_lib.RetrainConfig:
     _check_flags()
-    module = _module_from_flags()
     return config_lib.RetrainConfig(
-        image_dir=_IMAGE_DIR.value,
-        tfhub_module=module.tfhub_module,
-        image_size=_IMAGE_SIZE.value or module.image_size,
-        tfhub_cache_dir=module.tfhub_cache_dir,
-        bottleneck_dir=_BOTTLENECK_DIR.value,
-        bottleneck_batch_size=_BOTTLENECK_BATCH_SIZE.value,
+        **cache_flags.settings(),
         print_misclassified_test_images=_PRINT_MISCLASSIFIED_TEST_IMAGES.value,
         unknown_threshold=_unknown_threshold(),
         unknown_target_precision=_UNKNOWN_TARGET_PRECISION.value,
         report_dir=_REPORT_DIR.value,
-        split=config_lib.SplitConfig(
-            testing_percentage=_TESTING_PERCENTAGE.value,
-            validation_percentage=_VALIDATION_PERCENTAGE.value,
-        ),
-        distortions=config_lib.DistortionConfig(
-            flip_left_right=_FLIP_LEFT_RIGHT.value,
-            random_crop=_RANDOM_CROP.value,
-            random_scale=_RANDOM_SCALE.value,
-            random_brightness=_RANDOM_BRIGHTNESS.value,
-            distorted_copies=_DISTORTED_COPIES.value,
-        ),
         train=config_lib.TrainConfig(
             how_many_training_steps=_HOW_MANY_TRAINING_STEPS.value,
             learning_rate=_LEARNING_RATE.value,
@@ -378,7 +250,7 @@ def run() -> None:
     cli.quiet_tensorflow()
     import sys
 
-    app.run(main, flags_parser=cli.flags_parser("retrain", sys.modules[__name__]))
+    app.run(main, flags_parser=cli.flags_parser("retrain", sys.modules[__name__], shared=[cache_flags]))
 
 
 if __name__ == "__main__":
