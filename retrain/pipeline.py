@@ -17,6 +17,7 @@ from retrain import (
     batching,
     bottlenecks,
     calibration,
+    devices,
     distortions,
     exports,
     hub_module,
@@ -101,8 +102,7 @@ def _bottlenecks(config: RetrainConfig, lists, extractor, preprocessing: Preproc
     height, width = extractor.height, extractor.width
     distort = config.distortions
 
-    def extract(batch):
-        return extractor.extract(tf.convert_to_tensor(batch)).numpy()
+    extract = devices.split_across(extractor.extract, devices.extraction_devices())
 
     common = dict(bottleneck_dir=config.bottleneck_dir, module_handle=extractor.cache_name)
     cache = bottlenecks.load_or_compute(
