@@ -151,6 +151,77 @@ def build_inception_v3_module(path: str, seed: int = 0) -> str:
     return path
 
 
+def build_keras_module(path: str, application: str = "EfficientNetB0", size: int = 224, seed: int = 0) -> str:
+    """Saves a Keras application with random weights as a TF-Hub-format feature-vector module.
+
+    EfficientNetB0 has the compute of EfficientNet-Lite0 (about 0.4 GFLOPs per image):
+    the cheap modules for which decoding, not the module, sets the pace.
+    float32 [batch, size, size, 3] in [0, 1] -> [batch, features].
+    """
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    network = getattr(tf.keras.applications, application)(
+        weights=None, include_top=False, pooling="avg", input_shape=(size, size, 3)
+    )
+
+    class KerasFeatureVector(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+        def __call__(self, images):
+            return self.network(images * 255.0, training=False)  # Keras' EfficientNet rescales 0-255 itself.
+
+    tf.saved_model.save(KerasFeatureVector(), path)
+    return path
+
+
+def build_near_free_module(path: str, size: int = 224, feature_dim: int = 1280, seed: int = 0) -> str:
+    """Saves a module of one small layer (pooling and a 192 x feature_dim matrix): almost no compute.
+
+    With it, bottleneck extraction measures everything but the module: reading,
+    decoding, resizing and writing the cache.
+    """
+    import tensorflow as tf
+
+    mixing = np.random.default_rng(seed).normal(size=(192, feature_dim)).astype(np.float32) / 14.0
+
+    class NearFreeFeatureVector(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.mixing = tf.Variable(mixing)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+        def __call__(self, images):
+            pooled = tf.image.resize(images, [8, 8], method="area")
+            return tf.tanh(tf.matmul(tf.reshape(pooled, [-1, 192]), self.mixing))
+
+    tf.saved_model.save(NearFreeFeatureVector(), path)
+    return path
+
+
+def make_phone_photos(root: str, class_names=("a", "b"), per_class: int = 8, seed: int = 0,
+                      size=(4000, 3000)) -> str:
+    """Writes JPEGs like a phone camera's: 12 megapixels (4000x3000), about 4.5 MB each.
+
+    Smooth colour fields with sensor-like grain, so that JPEG entropy decoding costs
+    what a real photo's does (a flat image would decode far faster).
+    """
+    rng = np.random.default_rng(seed)
+    width, height = size
+    for name in class_names:
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for i in range(per_class):
+            low = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+            smooth = np.asarray(Image.fromarray(low).resize((width, height), Image.BICUBIC)).astype(np.int16)
+            smooth += rng.integers(-12, 13, size=(height, width), dtype=np.int16)[..., np.newaxis]
+            image = Image.fromarray(np.clip(smooth, 0, 255).astype(np.uint8))
+            image.save(os.path.join(root, name, f"{name}_{i:03d}.jpg"), "JPEG", quality=92)
+    return root
+
+
 def make_image_folder(
     root: str,
     class_names=("red", "green", "blue"),

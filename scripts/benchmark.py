@@ -1,27 +1,33 @@
-"""Measures where a retrain run spends its time, offline, in one process.
+"""Measures where retrain spends its time and memory, offline, on this machine.
 
-  python scripts/benchmark.py [--images 200] [--repeats 5] [--module DIR] [--quick] [--json out.json]
+  python scripts/benchmark.py [--sections core,phone,...] [--images 200] [--repeats 5]
+                              [--module DIR] [--quick] [--json out.json] [--workdir DIR]
 
 Builds (unless --module names a real one) a feature-vector module with the real
-Inception v3 architecture and random weights (same compute as tfhub.dev's), writes
-synthetic JPEGs of realistic sizes (300-640 px), then measures:
+Inception v3 architecture and random weights (same compute as tfhub.dev's), and
+synthetic images, then runs the sections asked for (default: all):
 
-  forward        the module alone on pre-decoded tensors, per batch size (images/s)
-  cold           bottleneck extraction from files to cache, end to end (images/s),
-                 --repeats times on a fresh cache, each against the forward rate at the
-                 best batch size measured just before and just after it: the ratio's
-                 median and spread
-  memory         peak resident memory growth while extracting all the images and while
-                 extracting half of them (equal: decoding is streamed)
-  warm           reloading every bottleneck from the full cache (s; forward passes: 0),
-                 and 4,000 cached bottlenecks of the module's size: the first reload of
-                 the process (what a warm run pays) and a second one
-  training       4,000 steps of batch 100 on in-memory bottlenecks (s)
-  distorted      one training step of batch 100 with live distortions (s), against one
-                 undistorted step
-  label_image    classifying the folder with the exported frozen graph (images/s),
-                 and its ratio to forward at the same batch size
-  peak_rss       the process's peak resident memory (MiB)
+  core         the module alone per batch size; cold extraction into an empty cache,
+               --repeats times, each against the module's rate measured just before and
+               after (median and spread of the ratio); memory growth while extracting;
+               reloading the full cache; 4,000 training steps; one live-distortion step;
+               label-image over the folder against its graph's own forward rate
+  warm         reloading 4,000 and 40,000 cached bottlenecks of 2,048 values (generated)
+  phone        12-megapixel phone photos (4000x3000, ~4.5 MB): extraction with exact
+               and with --fast_jpeg_decode decoding, against the module alone
+  decode       ordinary JPEGs: decode-and-resize throughput on all cores (no module);
+               cold extraction with a near-free module against it; and with an
+               EfficientNet-Lite0-sized module (EfficientNetB0, 0.4 GFLOPs) against
+               that module alone
+  e2e          the `retrain` command as a user runs it, cold and warm (wall time, peak
+               RSS), beside TensorFlow's import and the module's load; a cold run on the
+               phone photos (peak RSS)
+  label_image  `label-image` on one image: wall time and peak RSS, beside TensorFlow's
+               import and the graph's load
+  exports      per deployable format (frozen graph, SavedModel, TFLite float, float16,
+               int8): file size, conversion time, label-image folder throughput
+  beam         retrain-cache on Beam's DirectRunner with 2 workers, against the
+               in-process extraction of the same images
 """
 
 import argparse
@@ -29,11 +35,14 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+SECTIONS = ("core", "warm", "phone", "decode", "e2e", "label_image", "exports", "beam")
 
 
 def _forward_rate(extract, height, width, batch_size, seconds):
@@ -83,48 +92,6 @@ class _PeakRss:
         self.growth_mib = max(self.peak, _current_rss_mib()) - self.start
 
 
-def _warm_cache(workdir: str, count: int, dim: int) -> dict:
-    """Writes (once) count cached bottlenecks of dim values, with empty stand-in images.
-
-    Returns:
-      The keyword arguments of bottlenecks.load_or_compute that read them back.
-    """
-    from retrain import bottlenecks
-
-    root = os.path.join(workdir, f"warm_{count}")
-    image_dir, cache_dir = os.path.join(root, "images"), os.path.join(root, "cache")
-    lists = {}
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        names = [f"{cls}{i:05d}.jpg" for i in range(count // 2)]
-        lists[cls] = {"dir": cls, "training": names, "testing": [], "validation": []}
-        os.makedirs(os.path.join(image_dir, cls), exist_ok=True)
-        for name in names:
-            path = os.path.join(image_dir, cls, name)
-            if not os.path.exists(path):
-                open(path, "wb").close()
-            cache = bottlenecks.bottleneck_path(cache_dir, cls, name, "m")
-            if not os.path.exists(cache):
-                bottlenecks.write_bottleneck(cache, rng.random(dim).astype(np.float32))
-    return dict(image_lists=lists, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle="m", dim=dim)
-
-
-def _warm_reload_time(cache: dict) -> float:
-    """Seconds to load every bottleneck of a _warm_cache; fails on a forward pass."""
-    from retrain import batching, bottlenecks
-
-    def no_forward(batch):
-        raise AssertionError("a warm cache needs no forward pass")
-
-    start = time.perf_counter()
-    result = bottlenecks.load_or_compute(
-        **cache, decode=batching.threaded_decoder(lambda p: None, 32), extract=no_forward
-    )
-    elapsed = time.perf_counter() - start
-    assert result.reused == sum(len(v["training"]) for v in cache["image_lists"].values())
-    return elapsed
-
-
 def _spread(values) -> dict:
     """Median, minimum and maximum of a list of numbers."""
     ordered = sorted(values)
@@ -133,24 +100,480 @@ def _spread(values) -> dict:
     return {"median": median, "min": ordered[0], "max": ordered[-1], "all": list(values)}
 
 
+def _fmt(spread, digits=2, unit=""):
+    return f"{spread['median']:.{digits}f}{unit} (runs: {spread['min']:.{digits}f}-{spread['max']:.{digits}f})"
+
+
+def _tool(name):
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def _run_measured(command, env=None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MiB, stderr) of a command run to completion; fails loudly."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
+    return elapsed, usage.ru_maxrss / 1024, stderr
+
+
+def _python_seconds(code: str) -> float:
+    """Wall seconds of `python -c code` (TensorFlow's own start-up, measured the same way)."""
+    return _run_measured([sys.executable, "-c", code], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})[0]
+
+
+class Bench:
+    """The shared state of a benchmark run: work folder, modules, images, figures."""
+
+    def __init__(self, args):
+        self.args = args
+        self.workdir = args.workdir or tempfile.mkdtemp(prefix="retrain-benchmark-")
+        self.seconds = 3.0 if args.quick else 6.0
+        self.figures: dict = {}
+        self.rows: list[tuple[str, str]] = []
+
+    def log(self, text):
+        print(text, file=sys.stderr, flush=True)
+
+    def row(self, name, value):
+        self.rows.append((name, value))
+        self.log(f"{name}: {value}")
+
+    def module(self, name, build):
+        path = os.path.join(self.workdir, name)
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            self.log(f"Building module {name}...")
+            build(path)
+        return path
+
+    @property
+    def inception(self):
+        from retrain import testing
+
+        return self.args.module or self.module("inception_v3_random", testing.build_inception_v3_module)
+
+    @property
+    def image_dir(self):
+        from retrain import testing
+
+        path = os.path.join(self.workdir, "images")
+        if not os.path.isdir(path):
+            self.log(f"Writing {self.args.images} JPEGs...")
+            testing.make_image_folder(path, class_names=("a", "b", "c", "d"),
+                                      images_per_class=self.args.images // 4, min_size=300, max_size=640)
+        return path
+
+    @property
+    def phone_dir(self):
+        from retrain import testing
+
+        path = os.path.join(self.workdir, "phone_photos")
+        if not os.path.isdir(path):
+            self.log(f"Writing {self.args.phone_photos} phone photos...")
+            testing.make_phone_photos(path, per_class=self.args.phone_photos // 2)
+        return path
+
+
+def _extraction(image_dir, extractor, cache_dir, preprocessing, batch_size, lists=None):
+    """(images/s, peak RSS growth MiB, Bottlenecks) of filling an empty cache in-process."""
+    import tensorflow as tf
+
+    from retrain import bottlenecks, image_lists, module_inputs
+
+    lists = lists or image_lists.create_image_lists(image_dir, 10, 10)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    with _PeakRss() as memory:
+        start = time.perf_counter()
+        result = bottlenecks.load_or_compute(
+            image_lists=lists, bottleneck_dir=cache_dir, module_handle=extractor.cache_name,
+            module_fingerprint=extractor.fingerprint, dim=extractor.feature_dim,
+            decode=module_inputs.module_input_decoder(preprocessing, batch_size),
+            extract=lambda batch: extractor.extract(tf.convert_to_tensor(batch)).numpy(),
+            tag=preprocessing.cache_tag,
+        )
+        elapsed = time.perf_counter() - start
+    return result.computed / elapsed, memory.growth_mib, result
+
+
+def _decode_only_rate(paths, preprocessing, batch_size=32, repeats=1):
+    """Images/s of reading, decoding and resizing paths on all cores, nothing else."""
+    from retrain import module_inputs
+
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        count = 0
+        for positions, _, _ in module_inputs.module_input_batches(paths, preprocessing=preprocessing,
+                                                                  batch_size=batch_size):
+            count += len(positions)
+        rates.append(count / (time.perf_counter() - start))
+    return rates
+
+
+def _all_paths(image_dir):
+    from retrain import inference
+
+    return inference.find_images([image_dir])[0]
+
+
+def section_core(bench: Bench):
+    import tensorflow as tf
+
+    from retrain import distortions, hub_module, image_lists, inference, train
+    from retrain.config import DistortionConfig, TrainConfig
+    from retrain.exports import frozen_graph
+    from retrain.exports.model import TrainedModel
+    from retrain.preprocessing import Preprocessing
+
+    args, f = bench.args, bench.figures
+    extractor = hub_module.load_feature_extractor(bench.inception)
+    height, width = extractor.height, extractor.width
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    by_batch = {size: [] for size in sizes}
+    for _ in range(1 if args.quick else 2):  # Interleaved, so a slow minute does not pick the batch.
+        for size in sizes:
+            by_batch[size].append(_forward_rate(extractor.extract, height, width, size, bench.seconds))
+    rates = {size: float(np.mean(values)) for size, values in by_batch.items()}
+    best = max(rates, key=rates.get)
+    f["forward_by_batch"] = rates
+    bench.row("module alone by batch", ", ".join(f"{b}: {r:.2f}/s" for b, r in rates.items()))
+
+    lists = image_lists.create_image_lists(bench.image_dir, 10, 10)
+    count = sum(len(v[c]) for v in lists.values() for c in image_lists.CATEGORIES)
+    cache_dir = os.path.join(bench.workdir, "cache")
+    preprocessing = Preprocessing(height, width)
+    half = image_lists.ImageLists(lists.root, {
+        label: {**sets, **{c: sets[c][: len(sets[c]) // 2] for c in image_lists.CATEGORIES}}
+        for label, sets in lists.items()
+    })
+    f["cold_rss_growth_half_mib"] = _extraction(None, extractor, cache_dir, preprocessing, args.bottleneck_batch_size,
+                                                lists=half)[1]
+    forward = [_forward_rate(extractor.extract, height, width, best, bench.seconds)]
+    cold, ratios, growth = [], [], []
+    for repeat in range(args.repeats):
+        rate, growth_mib, cache = _extraction(None, extractor, cache_dir, preprocessing, args.bottleneck_batch_size,
+                                              lists=lists)
+        forward.append(_forward_rate(extractor.extract, height, width, best, bench.seconds))
+        cold.append(rate)
+        growth.append(growth_mib)
+        ratios.append(rate / ((forward[-2] + forward[-1]) / 2))
+        bench.log(f"cold extraction {repeat + 1}: {rate:.2f} images/s, {ratios[-1]:.3f} of the module alone")
+    f.update(forward_images_per_s=_spread(forward), cold_images_per_s=_spread(cold),
+             cold_ratio_to_forward=_spread(ratios), cold_rss_growth_mib=max(growth))
+    bench.row(f"module alone (batch {best})", _fmt(f["forward_images_per_s"], unit=" images/s"))
+    bench.row("cold extraction", _fmt(f["cold_images_per_s"], unit=" images/s"))
+    bench.row("cold / module alone", _fmt(f["cold_ratio_to_forward"], 3))
+    bench.row("RSS growth while extracting",
+              f"{f['cold_rss_growth_mib']:.0f} MiB (half the images: {f['cold_rss_growth_half_mib']:.0f} MiB)")
+
+    from retrain import bottlenecks, module_inputs
+
+    start = time.perf_counter()
+    warm = bottlenecks.load_or_compute(
+        image_lists=lists, bottleneck_dir=cache_dir, module_handle=extractor.cache_name,
+        module_fingerprint=extractor.fingerprint, dim=extractor.feature_dim,
+        decode=module_inputs.module_input_decoder(preprocessing, 32),
+        extract=lambda batch: (_ for _ in ()).throw(AssertionError("a warm cache needs no forward pass")),
+    )
+    f["warm_reload_s"] = time.perf_counter() - start
+    bench.row("warm reload", f"{f['warm_reload_s']:.3f} s for {count} bottlenecks, {warm.computed} computed")
+
+    config = TrainConfig(how_many_training_steps=args.steps)
+    start = time.perf_counter()
+    result = train.train(sets=cache.sets, class_count=4, train_config=config, seed=0)
+    f["training_s"] = time.perf_counter() - start
+    bench.row(f"training {args.steps} steps", f"{f['training_s']:.2f} s")
+
+    training_paths = cache.sets["training"].image_paths
+    kept, positions, _ = distortions.decode_training_images(
+        training_paths, budget_bytes=distortions.memory_budget_bytes(), workers=os.cpu_count() or 1)
+    batches = distortions.DistortedBatches(
+        images=kept, labels=cache.sets["training"].labels[positions],
+        distorter=distortions.Distorter(DistortionConfig(flip_left_right=True, random_crop=10, random_scale=10,
+                                                         random_brightness=10), height, width),
+        extract=lambda batch: extractor.extract(tf.convert_to_tensor(batch)).numpy(), batch_size=100, seed=0,
+        workers=os.cpu_count() or 1)
+    batches()
+    steps = 1 if args.quick else 3
+    start = time.perf_counter()
+    for _ in range(steps):
+        batches()
+    f["distorted_step_s"] = (time.perf_counter() - start) / steps
+    bench.row("live-distorted training step", f"{f['distorted_step_s']:.2f} s "
+              f"(undistorted: {f['training_s'] / args.steps * 1000:.2f} ms)")
+
+    frozen = frozen_graph.FrozenModule(extractor)
+    model = TrainedModel(extractor, frozen, preprocessing, ["a", "b", "c", "d"], result.weights, result.biases)
+    graph_path = os.path.join(bench.workdir, "graph.pb")
+    frozen_graph.write(graph_path, model)
+    classifier = inference.load_classifier(graph_path)
+    paths = _all_paths(bench.image_dir)
+    list(inference.classify_files(classifier, paths[:32], mean=0, std=255, batch_size=32))
+    start = time.perf_counter()
+    for _ in inference.classify_files(classifier, paths, mean=0, std=255, batch_size=32):
+        pass
+    rate = len(paths) / (time.perf_counter() - start)
+    graph_forward = _forward_rate(classifier.scores, height, width, 32, bench.seconds)
+    f.update(label_image_images_per_s=rate, label_image_ratio_to_forward=rate / graph_forward)
+    bench.row("label-image over the folder", f"{rate:.2f} images/s ({rate / graph_forward:.3f} of its forward)")
+
+
+def _generated_cache(workdir, count, dim):
+    """Writes (once) count cached bottlenecks of dim values with stand-in images; (ImageLists, cache dir)."""
+    from retrain import bottlenecks, image_lists
+
+    root = os.path.join(workdir, f"warm_{count}")
+    image_dir, cache_dir = os.path.join(root, "images"), os.path.join(root, "cache")
+    lists = image_lists.ImageLists(image_dir)
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        names = [f"{cls}{i:06d}.jpg" for i in range(count // 2)]
+        lists[cls] = {"dir": cls, "training": names, "testing": [], "validation": []}
+        os.makedirs(os.path.join(image_dir, cls), exist_ok=True)
+        for name in names:
+            path = os.path.join(image_dir, cls, name)
+            if not os.path.exists(path):
+                with open(path, "wb") as f:
+                    f.write(rng.bytes(2000))
+            cache = bottlenecks.bottleneck_path(cache_dir, cls, name, "m")
+            if not os.path.exists(cache):
+                bottlenecks.write_bottleneck(cache, rng.random(dim).astype(np.float32))
+    return lists, cache_dir
+
+
+def _reload_seconds(lists, cache_dir, dim):
+    from retrain import batching, bottlenecks
+
+    def no_forward(batch):
+        raise AssertionError("a warm cache needs no forward pass")
+
+    start = time.perf_counter()
+    result = bottlenecks.load_or_compute(image_lists=lists, bottleneck_dir=cache_dir, module_handle="m", dim=dim,
+                                         decode=batching.threaded_decoder(lambda p: None, 32), extract=no_forward)
+    elapsed = time.perf_counter() - start
+    assert result.reused == sum(len(v["training"]) for v in lists.values())
+    return elapsed
+
+
+def section_warm(bench: Bench):
+    for count in (4000, 40000):
+        lists, cache_dir = _generated_cache(bench.workdir, count, 2048)
+        _reload_seconds(lists, cache_dir, 2048)  # Records adopted on the first reload after writing.
+        times = [_reload_seconds(lists, cache_dir, 2048) for _ in range(1 if bench.args.quick else 3)]
+        bench.figures[f"warm_reload_{count}_s"] = _spread(times)
+        bench.row(f"warm reload of {count:,} bottlenecks", _fmt(bench.figures[f"warm_reload_{count}_s"], 3, " s"))
+
+
+def section_phone(bench: Bench):
+    from retrain import hub_module
+    from retrain.preprocessing import Preprocessing
+
+    f = bench.figures
+    extractor = hub_module.load_feature_extractor(bench.inception)
+    paths = _all_paths(bench.phone_dir)
+    cache_dir = os.path.join(bench.workdir, "phone_cache")
+    results = {"exact": [], "fast": []}
+    forward = [_forward_rate(extractor.extract, extractor.height, extractor.width, 32, bench.seconds)]
+    for _ in range(1 if bench.args.quick else 2):
+        for name, fast in (("exact", False), ("fast", True)):
+            preprocessing = Preprocessing(extractor.height, extractor.width, fast_jpeg_decode=fast)
+            rate, growth, _ = _extraction(bench.phone_dir, extractor, cache_dir, preprocessing, 32)
+            forward.append(_forward_rate(extractor.extract, extractor.height, extractor.width, 32, bench.seconds))
+            results[name].append(rate / ((forward[-2] + forward[-1]) / 2))
+            bench.log(f"phone photos, {name} decoding: {rate:.2f} images/s, {results[name][-1]:.3f} of the module")
+    for name in ("exact", "fast"):
+        preprocessing = Preprocessing(extractor.height, extractor.width, fast_jpeg_decode=name == "fast")
+        decode = _decode_only_rate(paths, preprocessing)
+        f[f"phone_{name}_ratio"] = _spread(results[name])
+        f[f"phone_{name}_decode_only_images_per_s"] = decode[0]
+        bench.row(f"phone photos, {name} decoding / module alone",
+                  f"{_fmt(f[f'phone_{name}_ratio'], 3)}; decoding alone {decode[0]:.1f} images/s")
+    f["phone_forward_images_per_s"] = _spread(forward)
+    bench.row("module alone during the phone runs", _fmt(f["phone_forward_images_per_s"], unit=" images/s"))
+
+
+def section_decode(bench: Bench):
+    from retrain import hub_module, testing
+    from retrain.preprocessing import Preprocessing
+
+    f = bench.figures
+    paths = _all_paths(bench.image_dir)
+    near_free = hub_module.load_feature_extractor(bench.module("near_free", testing.build_near_free_module))
+    preprocessing = Preprocessing(near_free.height, near_free.width)
+    cache_dir = os.path.join(bench.workdir, "decode_cache")
+    decode, extraction = [], []
+    for _ in range(1 if bench.args.quick else 3):  # Alternated: the machine drifts.
+        decode += _decode_only_rate(paths, preprocessing)
+        extraction.append(_extraction(bench.image_dir, near_free, cache_dir, preprocessing, 32)[0])
+    ratios = [e / d for e, d in zip(extraction, decode)]
+    f.update(decode_only_images_per_s=_spread(decode), near_free_images_per_s=_spread(extraction),
+             near_free_ratio=_spread(ratios))
+    bench.row(f"decode and resize only ({os.cpu_count()} cores)", _fmt(f["decode_only_images_per_s"], 1, " images/s"))
+    bench.row("cold extraction, near-free module", _fmt(f["near_free_images_per_s"], 1, " images/s"))
+    bench.row("  / decode only", _fmt(f["near_free_ratio"], 3))
+
+    cheap = hub_module.load_feature_extractor(
+        bench.module("efficientnet_b0", lambda p: testing.build_keras_module(p, "EfficientNetB0", 224)))
+    preprocessing = Preprocessing(cheap.height, cheap.width)
+    forward = [_forward_rate(cheap.extract, 224, 224, 32, bench.seconds)]
+    ratios = []
+    for _ in range(1 if bench.args.quick else 3):
+        rate = _extraction(bench.image_dir, cheap, cache_dir, preprocessing, 32)[0]
+        forward.append(_forward_rate(cheap.extract, 224, 224, 32, bench.seconds))
+        ratios.append(rate / ((forward[-2] + forward[-1]) / 2))
+    f.update(efficientnet_forward_images_per_s=_spread(forward), efficientnet_ratio=_spread(ratios))
+    bench.row("EfficientNet-B0-sized module alone", _fmt(f["efficientnet_forward_images_per_s"], 1, " images/s"))
+    bench.row("  cold extraction / module alone", _fmt(f["efficientnet_ratio"], 3))
+
+
+def _retrain_command(bench, image_dir, cache_dir, out, extra=()):
+    return [_tool("retrain"), f"--image_dir={image_dir}", f"--tfhub_module={bench.inception}",
+            f"--bottleneck_dir={cache_dir}", f"--output_graph={out}/output_graph.pb",
+            f"--output_labels={out}/output_labels.txt", f"--summaries_dir={out}/logs",
+            f"--checkpoint_path={out}/checkpoint", "--random_seed=1", *extra]
+
+
+def section_e2e(bench: Bench):
+    f = bench.figures
+    repeats = 1 if bench.args.quick else 3
+    f["tensorflow_import_s"] = _spread([_python_seconds("import tensorflow") for _ in range(repeats)])
+    load = f"import tensorflow as tf; from retrain import hub_module; hub_module.load_feature_extractor({bench.inception!r})"
+    f["tensorflow_import_and_module_load_s"] = _spread([_python_seconds(load) for _ in range(repeats)])
+    bench.row("TensorFlow import", _fmt(f["tensorflow_import_s"], 1, " s"))
+    bench.row("  + module load", _fmt(f["tensorflow_import_and_module_load_s"], 1, " s"))
+    out = os.path.join(bench.workdir, "e2e")
+    cache_dir = os.path.join(out, "cache")
+    shutil.rmtree(out, ignore_errors=True)
+    cold = _run_measured(_retrain_command(bench, bench.image_dir, cache_dir, out))
+    warm = [_run_measured(_retrain_command(bench, bench.image_dir, cache_dir, out)) for _ in range(repeats)]
+    f.update(e2e_cold_s=cold[0], e2e_cold_peak_rss_mib=cold[1], e2e_warm_s=_spread([w[0] for w in warm]),
+             e2e_warm_peak_rss_mib=max(w[1] for w in warm))
+    bench.row(f"retrain, cold ({bench.args.images} images)", f"{cold[0]:.1f} s, peak RSS {cold[1]:.0f} MiB")
+    bench.row("retrain, warm", f"{_fmt(f['e2e_warm_s'], 1, ' s')}, peak RSS {f['e2e_warm_peak_rss_mib']:.0f} MiB")
+    bench.row("  warm minus TF import and module load",
+              f"{f['e2e_warm_s']['median'] - f['tensorflow_import_and_module_load_s']['median']:.1f} s")
+    phone_out = os.path.join(bench.workdir, "e2e_phone")
+    shutil.rmtree(phone_out, ignore_errors=True)
+    phone = _run_measured(_retrain_command(bench, bench.phone_dir, os.path.join(phone_out, "cache"), phone_out,
+                                           ["--how_many_training_steps=100"]))
+    f.update(e2e_phone_cold_s=phone[0], e2e_phone_peak_rss_mib=phone[1])
+    bench.row(f"retrain, cold, {bench.args.phone_photos} phone photos", f"{phone[0]:.1f} s, peak RSS {phone[1]:.0f} MiB")
+
+
+def section_label_image(bench: Bench):
+    f = bench.figures
+    out = os.path.join(bench.workdir, "e2e")
+    graph = os.path.join(out, "output_graph.pb")
+    if not os.path.exists(graph):
+        _run_measured(_retrain_command(bench, bench.image_dir, os.path.join(out, "cache"), out,
+                                       ["--how_many_training_steps=10"]))
+    image = _all_paths(bench.image_dir)[0]
+    repeats = 1 if bench.args.quick else 3
+    runs = [_run_measured([_tool("label-image"), f"--graph={graph}", f"--labels={out}/output_labels.txt",
+                           f"--image={image}"]) for _ in range(repeats)]
+    load = ("import tensorflow as tf\n"
+            f"g = tf.compat.v1.GraphDef(); g.ParseFromString(open({graph!r}, 'rb').read())\n"
+            "with tf.Graph().as_default(): tf.compat.v1.import_graph_def(g, name='')")
+    baseline = [_python_seconds(load) for _ in range(repeats)]
+    f.update(label_image_one_s=_spread([r[0] for r in runs]), label_image_one_peak_rss_mib=max(r[1] for r in runs),
+             tensorflow_import_and_graph_load_s=_spread(baseline))
+    bench.row("label-image, one image", f"{_fmt(f['label_image_one_s'], 2, ' s')}, "
+              f"peak RSS {f['label_image_one_peak_rss_mib']:.0f} MiB")
+    bench.row("  TensorFlow import + graph load", _fmt(f["tensorflow_import_and_graph_load_s"], 2, " s"))
+
+
+def section_exports(bench: Bench):
+    from retrain import hub_module, image_lists, inference, module_inputs, bottlenecks
+    from retrain.exports import frozen_graph, saved_model, tflite
+    from retrain.exports.model import HeldOutImages, TrainedModel
+    from retrain.preprocessing import Preprocessing
+
+    f = bench.figures
+    extractor = hub_module.load_feature_extractor(bench.inception)
+    preprocessing = Preprocessing(extractor.height, extractor.width)
+    lists = image_lists.create_image_lists(bench.image_dir, 10, 10)
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(extractor.feature_dim, 4)).astype(np.float32) * 0.01
+    training = [lists.image_path(l, n) for l in lists for n in lists[l]["training"]]
+    model = TrainedModel(extractor, frozen_graph.FrozenModule(extractor), preprocessing, ["a", "b", "c", "d"],
+                         weights, np.zeros(4, np.float32), representative_paths=tuple(training))
+    paths = _all_paths(bench.image_dir)[:64]
+    folder = os.path.join(bench.workdir, "exports")
+    os.makedirs(folder, exist_ok=True)
+    labels = os.path.join(folder, "labels.txt")
+    with open(labels, "w") as out:
+        out.write("a\nb\nc\nd\n")
+    formats = {}
+    start = time.perf_counter()
+    frozen_graph.write(os.path.join(folder, "graph.pb"), model)
+    formats["frozen graph"] = (os.path.join(folder, "graph.pb"), time.perf_counter() - start)
+    start = time.perf_counter()
+    saved_model.write(os.path.join(folder, "saved_model"), model)
+    formats["SavedModel"] = (os.path.join(folder, "saved_model"), time.perf_counter() - start)
+    for quantization in ("float", "float16", "int8"):
+        path = os.path.join(folder, f"model_{quantization}.tflite")
+        start = time.perf_counter()
+        content = tflite.convert(model, quantization=quantization, representative_images=100)
+        formats[f"TFLite {quantization}"] = (path, time.perf_counter() - start)
+        with open(path, "wb") as out:
+            out.write(content)
+    for name, (path, seconds) in formats.items():
+        size = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(path) for n in ns) \
+            if os.path.isdir(path) else os.path.getsize(path)
+        classifier = inference.load_classifier(path)
+        list(inference.classify_files(classifier, paths[:8], mean=0, std=255, batch_size=32))
+        start = time.perf_counter()
+        for _ in inference.classify_files(classifier, paths, mean=0, std=255, batch_size=32):
+            pass
+        rate = len(paths) / (time.perf_counter() - start)
+        f[f"export_{name}"] = {"bytes": size, "seconds": seconds, "label_image_images_per_s": rate}
+        bench.row(f"{name}", f"{size / 1e6:.1f} MB, written in {seconds:.1f} s, label-image {rate:.1f} images/s")
+
+
+def section_beam(bench: Bench):
+    from retrain import hub_module
+    from retrain.preprocessing import Preprocessing
+
+    f = bench.figures
+    extractor = hub_module.load_feature_extractor(bench.inception)
+    count = len(_all_paths(bench.image_dir))
+    in_process = _extraction(bench.image_dir, extractor, os.path.join(bench.workdir, "beam_own"),
+                             Preprocessing(extractor.height, extractor.width), 32)[0]
+    cache_dir = os.path.join(bench.workdir, "beam_cache")
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    seconds = _run_measured([_tool("retrain-cache"), f"--image_dir={bench.image_dir}",
+                             f"--tfhub_module={bench.inception}", f"--bottleneck_dir={cache_dir}",
+                             "--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                             "--direct_num_workers=2"])[0]
+    f.update(beam_images_per_s=count / seconds, beam_in_process_images_per_s=in_process)
+    bench.row("retrain-cache, DirectRunner, 2 workers",
+              f"{count / seconds:.2f} images/s end to end (in-process extraction: {in_process:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=200, help="synthetic images to write (split over 4 classes)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of: {', '.join(SECTIONS)}")
+    parser.add_argument("--images", type=int, default=200, help="ordinary synthetic JPEGs (4 classes)")
+    parser.add_argument("--phone_photos", type=int, default=16, help="12-megapixel JPEGs for the phone section")
     parser.add_argument("--module", help="a local module directory to use instead of the random Inception v3")
-    parser.add_argument("--quick", action="store_true", help="a short run: 48 images, short forward timings")
-    parser.add_argument("--batch_sizes", default="8,16,32,64", help="batch sizes tried for the forward rate")
+    parser.add_argument("--quick", action="store_true", help="short timings, one repeat (too noisy to quote)")
+    parser.add_argument("--batch_sizes", default="8,16,32,64", help="batch sizes tried for the module alone")
     parser.add_argument("--bottleneck_batch_size", type=int, default=32, help="extraction batch (retrain's default)")
-    parser.add_argument("--decode_threads", type=int, default=None, help="decoding threads (default: one per core)")
-    parser.add_argument("--repeats", type=int, default=5, help="cold extractions, each between two forward timings")
+    parser.add_argument("--repeats", type=int, default=5, help="cold extractions in the core section")
     parser.add_argument("--steps", type=int, default=4000, help="training steps to time")
     parser.add_argument("--json", help="also write the figures here as JSON")
-    parser.add_argument("--workdir", help="keep images, module and cache here instead of a temporary folder")
+    parser.add_argument("--workdir", help="keep images, modules and caches here instead of a temporary folder")
     args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or args.repeats < 1:
+        parser.error(f"unknown sections {unknown}" if unknown else "--repeats must be at least 1")
     if args.quick:
-        args.images = min(args.images, 48)
-        args.repeats = 1
+        args.images, args.repeats, args.phone_photos = min(args.images, 48), 1, min(args.phone_photos, 6)
 
     from retrain import cli
 
@@ -158,168 +581,18 @@ def main() -> None:
     cli.import_tensorflow_quietly(verbose=False)
     import tensorflow as tf
 
-    from retrain import bottlenecks, export, hub_module, image_lists, inference, module_inputs, testing, train
-    from retrain.config import TrainConfig
-
-    workdir = args.workdir or tempfile.mkdtemp(prefix="retrain-benchmark-")
-    module = args.module or os.path.join(workdir, "inception_v3_random")
-    if not args.module and not os.path.exists(os.path.join(module, "saved_model.pb")):
-        print("Building the Inception v3 module (random weights)...", file=sys.stderr)
-        testing.build_inception_v3_module(module)
-    image_dir = os.path.join(workdir, "images")
-    classes = ("a", "b", "c", "d")
-    if not os.path.isdir(image_dir):
-        print(f"Writing {args.images} JPEGs...", file=sys.stderr)
-        testing.make_image_folder(
-            image_dir, class_names=classes, images_per_class=args.images // len(classes), min_size=300, max_size=640
-        )
-    figures = {"machine": f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}", "images": args.images}
-
-    extractor = hub_module.load_feature_extractor(module)
-    height, width = extractor.height, extractor.width
-    # Before any forward pass, as in a warm run: TensorFlow's idle worker threads keep
-    # spinning for a while after heavy ops and would slow the parsing down.
-    warm_cache = _warm_cache(workdir, 4000, extractor.feature_dim)
-    figures["warm_reload_4000_first_s"] = _warm_reload_time(warm_cache)
-    figures["warm_reload_4000_s"] = _warm_reload_time(warm_cache)
-    seconds = 3.0 if args.quick else 6.0
-    # Two interleaved rounds, so that a slow minute of the machine does not pick the batch.
-    sizes = [int(s) for s in args.batch_sizes.split(",")]
-    by_batch = {size: [] for size in sizes}
-    for _ in range(1 if args.quick else 2):
-        for size in sizes:
-            by_batch[size].append(_forward_rate(extractor.extract, height, width, size, seconds))
-            print(f"forward batch {size}: {by_batch[size][-1]:.2f} images/s", file=sys.stderr)
-    rates = {size: float(np.mean(values)) for size, values in by_batch.items()}
-    best_batch = max(rates, key=rates.get)
-    figures["forward_by_batch"] = rates
-    figures["forward_best_batch"] = best_batch
-
-    lists = image_lists.create_image_lists(image_dir, 10, 10)
-    count = sum(len(v[c]) for v in lists.values() for c in image_lists.CATEGORIES)
-    cache_dir = os.path.join(workdir, "cache")
-    calls = []
-
-    def extract(batch):
-        calls.append(len(batch))
-        return extractor.extract(tf.convert_to_tensor(batch)).numpy()
-
-    def run_cache(image_lists_=lists):
-        return bottlenecks.load_or_compute(
-            image_lists=image_lists_, image_dir=image_dir, bottleneck_dir=cache_dir, module_handle=module,
-            dim=extractor.feature_dim,
-            decode=module_inputs.module_input_decoder(height, width, args.bottleneck_batch_size, args.decode_threads),
-            extract=extract,
-        )
-
-    def cold_run(image_lists_=lists):
-        """(images/s, peak RSS growth in MiB, Bottlenecks) of one extraction into an empty cache."""
-        shutil.rmtree(cache_dir, ignore_errors=True)
-        with _PeakRss() as memory:
-            start = time.perf_counter()
-            result = run_cache(image_lists_)
-            elapsed = time.perf_counter() - start
-        return result.computed / elapsed, memory.growth_mib, result
-
-    # Decoded images are streamed: half the images should need as much memory. Measured
-    # first, so that it also carries the process's one-time allocations.
-    half = {
-        label: {**lists_, **{c: lists_[c][: len(lists_[c]) // 2] for c in image_lists.CATEGORIES}}
-        for label, lists_ in lists.items()
-    }
-    figures["cold_rss_growth_half_mib"] = cold_run(half)[1]
-    # The forward rate drifts over a run (other load, heat): each extraction is compared
-    # with the mean of the forward rates measured just before and just after it.
-    forward = [_forward_rate(extractor.extract, height, width, best_batch, seconds)]
-    cold_rates, ratios, growth = [], [], []
-    for repeat in range(args.repeats):
-        rate, growth_mib, cache = cold_run()
-        forward.append(_forward_rate(extractor.extract, height, width, best_batch, seconds))
-        cold_rates.append(rate)
-        growth.append(growth_mib)
-        ratios.append(rate / ((forward[-2] + forward[-1]) / 2))
-        print(f"cold extraction {repeat + 1}: {rate:.2f} images/s, {ratios[-1]:.3f} of forward", file=sys.stderr)
-    figures["forward_images_per_s"] = _spread(forward)
-    figures["cold_images_per_s"] = _spread(cold_rates)
-    figures["cold_ratio_to_forward"] = _spread(ratios)
-    figures["cold_rss_growth_mib"] = max(growth)
-    calls.clear()
-    start = time.perf_counter()
-    run_cache()
-    figures["warm_reload_s"] = time.perf_counter() - start
-    figures["warm_forward_passes"] = len(calls)
-    figures["warm_bottlenecks"] = count
-
-    # Training on bottlenecks of the module's real size; 4,000 steps, batch 100.
-    config = TrainConfig(how_many_training_steps=args.steps)
-    start = time.perf_counter()
-    train.train(sets=cache.sets, class_count=len(classes), train_config=config, seed=0)
-    figures["training_s"] = time.perf_counter() - start
-    figures["training_steps"] = args.steps
-
-    # One distorted training step (retrain.py's live distortion mode), batch 100.
-    from retrain import distortions
-    from retrain.config import DistortionConfig
-
-    training_paths = cache.sets["training"].image_paths
-    kept, positions, _ = distortions.decode_training_images(
-        training_paths, budget_bytes=distortions.memory_budget_bytes(), workers=os.cpu_count() or 1
-    )
-    batches = distortions.DistortedBatches(
-        images=kept, labels=cache.sets["training"].labels[positions],
-        distorter=distortions.Distorter(
-            DistortionConfig(flip_left_right=True, random_crop=10, random_scale=10, random_brightness=10), height, width
-        ),
-        extract=extract, batch_size=100, seed=0, workers=os.cpu_count() or 1,
-    )
-    batches()
-    distorted_steps = 1 if args.quick else 3
-    start = time.perf_counter()
-    for _ in range(distorted_steps):
-        batches()
-    figures["distorted_step_s"] = (time.perf_counter() - start) / distorted_steps
-    figures["undistorted_step_s"] = figures["training_s"] / args.steps
-
-    graph_path = os.path.join(workdir, "graph.pb")
-    dim = extractor.feature_dim
-    exporter = export.GraphExporter(extractor, len(classes), "final_result")
-    exporter.write(graph_path, np.zeros((dim, len(classes)), np.float32), np.zeros(len(classes), np.float32))
-    classifier = inference.load_classifier(graph_path)
-    paths, _ = inference.find_images([image_dir])
-    label_batch = 32
-    list(inference.classify_files(classifier, paths[:label_batch], mean=0, std=255, batch_size=label_batch))
-    start = time.perf_counter()
-    for _ in inference.classify_files(classifier, paths, mean=0, std=255, batch_size=label_batch):
-        pass
-    figures["label_image_images_per_s"] = len(paths) / (time.perf_counter() - start)
-    graph_forward = _forward_rate(classifier.scores, height, width, label_batch, seconds)
-    figures["label_image_forward_images_per_s"] = graph_forward
-    figures["label_image_ratio_to_forward"] = figures["label_image_images_per_s"] / graph_forward
-    figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    def spread(name, digits=2):
-        value = figures[name]
-        return f"{value['median']:.{digits}f} (runs: {value['min']:.{digits}f}-{value['max']:.{digits}f})"
-
-    rows = [
-        (f"forward (best batch {best_batch})", spread("forward_images_per_s") + " images/s"),
-        ("cold extraction", spread("cold_images_per_s") + " images/s"),
-        ("cold / forward", spread("cold_ratio_to_forward", 3)),
-        ("RSS growth while extracting", f"{figures['cold_rss_growth_mib']:.0f} MiB "
-         f"(half the images: {figures['cold_rss_growth_half_mib']:.0f} MiB)"),
-        ("warm reload", f"{figures['warm_reload_s']:.3f} s for {count} bottlenecks, {figures['warm_forward_passes']} forward passes"),
-        ("warm reload of 4000", f"{figures['warm_reload_4000_first_s']:.3f} s first, {figures['warm_reload_4000_s']:.3f} s again"),
-        (f"training {args.steps} steps", f"{figures['training_s']:.2f} s"),
-        ("distorted training step", f"{figures['distorted_step_s']:.2f} s (undistorted: {figures['undistorted_step_s'] * 1000:.2f} ms)"),
-        ("label-image folder", f"{figures['label_image_images_per_s']:.2f} images/s ({figures['label_image_ratio_to_forward']:.3f} of its forward {graph_forward:.2f})"),
-        ("peak RSS", f"{figures['peak_rss_mib']:.0f} MiB"),
-    ]
-    print(f"\n{figures['machine']}, {count} images")
-    for name, value in rows:
-        print(f"{name:<28} {value}")
+    bench = Bench(args)
+    bench.figures["machine"] = f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}"
+    for name in sections:
+        bench.log(f"== {name}")
+        globals()[f"section_{name}"](bench)
+    bench.figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\n{bench.figures['machine']}")
+    for name, value in bench.rows:
+        print(f"{name:<48} {value}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+        with open(args.json, "w") as out:
+            json.dump(bench.figures, out, indent=2)
 
 
 if __name__ == "__main__":
