@@ -75,14 +75,48 @@ def threaded_decoder(load_image: Callable[[object], np.ndarray], batch_size: int
     return lambda items: decoded_batches(items, load_image, batch_size, workers)
 
 
-def untuned(dataset):
+def untuned(dataset, private_threads: int = 0):
     """A tf.data dataset with autotuning off, for pipelines whose parallelism is set.
 
     Nothing is left to tune, and the tuning thread would make the deletion of every
     iterator wait for its next wake-up: up to seconds at the end of each pass.
+
+    With private_threads, the pipeline runs on threads of its own, each op on one
+    thread: it then never takes threads from the pool the module's ops share out
+    their work on (see background_threads).
     """
     import tensorflow as tf  # Only here: the thread decoders need no TensorFlow.
 
     options = tf.data.Options()
     options.autotune.enabled = False
+    if private_threads:
+        options.threading.private_threadpool_size = private_threads
+        options.threading.max_intra_op_parallelism = 1
     return dataset.with_options(options)
+
+
+def thread_ids() -> set[int]:
+    """The ids of this process's threads now (Linux); empty elsewhere."""
+    try:
+        return {int(name) for name in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
+def lower_priority(thread_ids_: set[int]) -> None:
+    """Gives these threads, but TensorFlow's own pools, the lowest CPU priority (Linux only).
+
+    For decoding beside a module that keeps every core busy: the module's ops split
+    their work over all cores and wait for the slowest part, so a decoder at equal
+    priority stalls them all; at the lowest it takes the idle moments first.
+    TensorFlow names the threads that run the module's ops ("tf_Compute", ...); the
+    tf.data pipeline's threads and Python's have the process's name.
+    """
+    for thread_id in thread_ids_:
+        try:
+            with open(f"/proc/self/task/{thread_id}/comm") as f:
+                if f.read().startswith("tf_"):
+                    continue
+            os.setpriority(os.PRIO_PROCESS, thread_id, 19)
+        except (OSError, AttributeError):
+            pass  # Gone already, or not Linux.

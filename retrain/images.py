@@ -6,6 +6,7 @@ valid), then Pillow for what it cannot read (WebP, CMYK JPEG, ...). An EXIF orie
 tag, as phone cameras write, is applied; images without one are left as they are.
 """
 
+import functools
 import io
 
 import numpy as np
@@ -80,6 +81,19 @@ def exif_orientation(contents: bytes) -> int:
     return orientation if orientation in range(1, 9) else 1
 
 
+def read_header(path: str) -> tuple[int, int]:
+    """(EXIF orientation 1-8, pixel count) of an image file from its first bytes; (1, 0) if unknown."""
+    try:
+        with storage.open_read(path) as f:
+            head = f.read(_HEADER_BYTES)
+        with Image.open(io.BytesIO(head)) as image:
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            width, height = image.size
+    except Exception:  # Not an image Pillow knows the header of: decoding will say.
+        return 1, 0
+    return (orientation if orientation in range(1, 9) else 1), width * height
+
+
 def read_orientation(path: str) -> int:
     """exif_orientation of the image file at path, reading only its header; 1 if unreadable."""
     try:
@@ -133,24 +147,133 @@ def to_module_input(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
       float32 [height, width, 3] in [0, 1]: scaled to [0, 1] first, then resized
       without keeping the aspect ratio.
     """
-    return _scale_and_resize(pixels, tf.constant([height, width])).numpy()
+    return _scale_and_resize(height, width)(pixels).numpy()
 
 
-@tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int32)])
-def _scale_and_resize(pixels, size):
-    # One compiled call instead of two eager ops: it runs once per image.
-    scaled = tf.image.convert_image_dtype(pixels, tf.float32)
-    return resize_bilinear_v1(scaled[tf.newaxis], size[0], size[1])[0]
+@functools.lru_cache(maxsize=8)
+def _scale_and_resize(height: int, width: int):
+    """One compiled function per output size: it runs once per image."""
+    return tf.function(
+        lambda pixels: scale_orient_resize(pixels, tf.constant(1), height, width),
+        input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
+    )
 
 
-def orient(pixels: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
-    """apply_orientation as TensorFlow ops, for an int32 scalar orientation (1-8)."""
+def _sampling(in_size: tf.Tensor, out_size: int):
+    """TF1 resize_bilinear's sampling along one axis: (lower, upper) int32 [out_size], lerp float32 [out_size].
+
+    As the kernel computes them: scale = float(in) / out, position = float(i) * scale,
+    lower = floor, upper = min(ceil, in - 1), lerp = position - floor. All float32.
+    """
+    # A true division, as the kernel's: grappler turns x / constant into x * (1 / constant),
+    # which rounds differently; DivNoNan (here never by 0) it leaves alone.
+    scale = tf.math.divide_no_nan(tf.cast(in_size, tf.float32), tf.constant(out_size, tf.float32))
+    position = tf.range(out_size, dtype=tf.float32) * scale
+    floor = tf.floor(position)
+    lower = tf.maximum(tf.cast(floor, tf.int32), 0)
+    upper = tf.minimum(tf.cast(tf.math.ceil(position), tf.int32), tf.cast(in_size, tf.int32) - 1)
+    return lower, upper, position - floor
+
+
+# Images with more pixels than this many times the output's are resized by gathering
+# the pixels the resize reads (a fixed cost of a few ms); smaller ones by converting
+# them whole (a cost that grows with the image). Both give the same bits.
+_GATHER_ABOVE = 16
+
+
+def is_large(pixel_count: int, height: int, width: int) -> bool:
+    """Whether an image of pixel_count pixels is resized faster by gathering (see scale_orient_resize)."""
+    return pixel_count > _GATHER_ABOVE * height * width
+
+
+def scale_orient_resize(
+    pixels: tf.Tensor, orientation: tf.Tensor, height: int, width: int, large: bool | None = None
+) -> tf.Tensor:
+    """resize_bilinear_v1(orient(convert_image_dtype(pixels))): retrain.py's pixels, made cheaply.
+
+    For large images only the two rows and two columns around each output pixel are
+    gathered, turned and scaled: for a 12-megapixel photo a few hundred rows instead
+    of converting and turning all 36 million values first. The same float32 values
+    bit for bit either way.
+
+    Args:
+      pixels: uint8 [h, w, 3], as stored in the file.
+      orientation: int32 scalar EXIF orientation (1-8).
+      large: which way to compute it, when the caller knows (is_large); None decides
+        per image, at the price of a branch (which in a tf.data pipeline costs about
+        what resizing a small image does).
+
+    Returns:
+      float32 [height, width, 3] in [0, 1].
+    """
+    orientation = tf.convert_to_tensor(orientation, tf.int32)
+
+    def whole():
+        scaled = tf.image.convert_image_dtype(pixels, tf.float32)
+        return resize_bilinear_v1(orient(scaled, orientation)[tf.newaxis], height, width)[0]
+
+    if large is None:
+        stored = tf.shape(pixels, out_type=tf.int64)
+        result = tf.cond(stored[0] * stored[1] > _GATHER_ABOVE * height * width,
+                         lambda: _gather_and_resize(pixels, orientation, height, width), whole)
+    else:
+        result = _gather_and_resize(pixels, orientation, height, width) if large else whole()
+    result.set_shape([height, width, 3])
+    return result
+
+
+def _gather_and_resize(pixels: tf.Tensor, orientation: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """scale_orient_resize by gathering the sampled rows and columns only (see there)."""
     flip_rows = tf.reduce_any(tf.equal(orientation, [3, 4, 6, 7]))
     flip_columns = tf.reduce_any(tf.equal(orientation, [2, 3, 7, 8]))
     swap_axes = tf.reduce_any(tf.equal(orientation, [5, 6, 7, 8]))
-    pixels = tf.cond(flip_rows, lambda: tf.reverse(pixels, [0]), lambda: pixels)
-    pixels = tf.cond(flip_columns, lambda: tf.reverse(pixels, [1]), lambda: pixels)
-    return tf.cond(swap_axes, lambda: tf.transpose(pixels, [1, 0, 2]), lambda: pixels)
+    stored = tf.shape(pixels, out_type=tf.int32)
+    # The upright image's sides; orient() flips the stored axes, then swaps them.
+    upright_height = tf.where(swap_axes, stored[1], stored[0])
+    upright_width = tf.where(swap_axes, stored[0], stored[1])
+    row_low, row_high, row_lerp = _sampling(upright_height, height)
+    column_low, column_high, column_lerp = _sampling(upright_width, width)
+    rows = tf.concat([row_low, row_high], 0)  # Upright rows to read, [2 * height].
+    columns = tf.concat([column_low, column_high], 0)
+
+    def stored_index(indices, size, flipped):
+        return tf.where(flipped, size - 1 - indices, indices)
+
+    def gather(first_axis, second_axis):
+        return tf.gather(tf.gather(pixels, stored_index(first_axis, stored[0], flip_rows), axis=0),
+                         stored_index(second_axis, stored[1], flip_columns), axis=1)
+
+    # Upright (r, c) is stored (r, c) unswapped, (c, r) swapped, each axis maybe flipped.
+    gathered = tf.cond(
+        swap_axes,
+        lambda: tf.transpose(gather(columns, rows), [1, 0, 2]),
+        lambda: gather(rows, columns),
+    )
+    # Scaled as convert_image_dtype scales: float32(x) * float32(1 / 255).
+    values = tf.cast(gathered, tf.float32) * tf.constant(1.0 / 255.0, tf.float32)
+    top_left = values[:height, :width]
+    top_right = values[:height, width:]
+    bottom_left = values[height:, :width]
+    bottom_right = values[height:, width:]
+    x_lerp = column_lerp[tf.newaxis, :, tf.newaxis]
+    y_lerp = row_lerp[:, tf.newaxis, tf.newaxis]
+    # The kernel's own arithmetic, in its order: two horizontal lerps, then a vertical one.
+    top = top_left + (top_right - top_left) * x_lerp
+    bottom = bottom_left + (bottom_right - bottom_left) * x_lerp
+    return top + (bottom - top) * y_lerp
+
+
+def orient(pixels: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """apply_orientation as TensorFlow ops, for an int32 scalar orientation (1-8).
+
+    Without branches (a reverse and a transpose whose axes are data): in a tf.data
+    pipeline each branch costs more than these ops do on an upright image.
+    """
+    flip_rows = tf.reduce_any(tf.equal(orientation, [3, 4, 6, 7]))
+    flip_columns = tf.reduce_any(tf.equal(orientation, [2, 3, 7, 8]))
+    swap_axes = tf.reduce_any(tf.equal(orientation, [5, 6, 7, 8]))
+    flipped = tf.raw_ops.Reverse(tensor=pixels, dims=tf.stack([flip_rows, flip_columns, False]))
+    return tf.transpose(flipped, tf.where(swap_axes, [1, 0, 2], [0, 1, 2]))
 
 
 def to_graph_input(

@@ -72,7 +72,7 @@ def module_input_batches(
         deterministic=True,
     )
     # A file that fails is dropped here and found again by its missing index.
-    dataset = batching.untuned(dataset.ignore_errors().batch(batch_size).prefetch(1))
+    dataset = batching.untuned(dataset.ignore_errors().batch(batch_size).prefetch(1), private_threads=workers)
 
     decode_in_python = batching.threaded_decoder(preprocessing.read, batch_size, workers)
 
@@ -83,7 +83,13 @@ def module_input_batches(
             yield [positions[p] for p in found], batch, [(positions[p], e) for p, e in errors]
 
     next_index = 0
+    before = batching.thread_ids()
+    lowered = False
     for indices, batch in dataset:
+        if not lowered:
+            # The pipeline's threads, started by now, decode at the lowest priority.
+            batching.lower_priority(batching.thread_ids() - before)
+            lowered = True
         indices = indices.numpy().tolist()
         yield indices, batch, []
         dropped = sorted(set(range(next_index, indices[-1])) - set(indices))

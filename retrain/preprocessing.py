@@ -60,11 +60,8 @@ class Preprocessing:
             )
         else:
             pixels = _decode_any(contents)
-        # Scaled before it is turned: the same values (scaling is per pixel), and
-        # TensorFlow logs an error line for transposing uint8 on a CPU.
-        scaled = tf.image.convert_image_dtype(pixels, tf.float32)
-        turned = images.orient(scaled, orientation)
-        return images.resize_bilinear_v1(turned[tf.newaxis], self.height, self.width)[0]
+        # Only the pixels the resize reads are turned, scaled and interpolated.
+        return images.scale_orient_resize(pixels, orientation, self.height, self.width)
 
     def decode_batch(self, contents: tf.Tensor) -> tf.Tensor:
         """string [batch] of image files -> float32 [batch, height, width, 3]; no EXIF (graph-only)."""
