@@ -73,6 +73,7 @@ class ModuleSpec:
     height: int
     width: int
     dim: int
+    fast_jpeg_decode: bool = False
 
 
 @dataclasses.dataclass
@@ -104,6 +105,7 @@ class CacheFillResult:
 def plan(config: RetrainConfig) -> CachePlan:
     """Walks, splits and checks the cache exactly as ``retrain`` does; loads the module once."""
     from retrain import distortions, hub_module
+    from retrain.preprocessing import Preprocessing
 
     lists = image_lists.create_image_lists(
         config.image_dir, config.split.testing_percentage, config.split.validation_percentage
@@ -120,20 +122,22 @@ def plan(config: RetrainConfig) -> CachePlan:
         height=extractor.height,
         width=extractor.width,
         dim=extractor.feature_dim,
+        fast_jpeg_decode=config.fast_jpeg_decode,
     )
     common = dict(image_lists=lists, bottleneck_dir=config.bottleneck_dir, module_handle=extractor.cache_name)
+    tag = Preprocessing(module.height, module.width, config.fast_jpeg_decode).cache_tag
     distort = config.distortions
     if distort.enabled:
         # As retrain: validation and test undistorted; training as cached copies, or
         # (distorted anew at every step) not cached at all.
-        entries = bottlenecks.cache_entries(**common, categories=("testing", "validation"))
+        entries = bottlenecks.cache_entries(**common, categories=("testing", "validation"), tag=tag)
         if distort.distorted_copies:
             entries += bottlenecks.cache_entries(
                 **common, categories=("training",), copies=distort.distorted_copies,
                 copy_tag=distortions.settings_tag(distort),
             )
     else:
-        entries = bottlenecks.cache_entries(**common)
+        entries = bottlenecks.cache_entries(**common, tag=tag)
     state = bottlenecks.read_cache(
         entries, dim=module.dim, bottleneck_dir=config.bottleneck_dir, module_handle=extractor.cache_name,
         module_fingerprint=extractor.fingerprint,
@@ -164,7 +168,7 @@ class DecodeImage:
             from retrain import distortions
             from retrain.preprocessing import Preprocessing
 
-        self._preprocessing = Preprocessing(self.module.height, self.module.width)
+        self._preprocessing = Preprocessing(self.module.height, self.module.width, self.module.fast_jpeg_decode)
         if self.distortion_config.enabled:
             self._distorter = distortions.Distorter(self.distortion_config, self.module.height, self.module.width)
 

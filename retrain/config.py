@@ -98,6 +98,8 @@ class RetrainConfig:
     image_size: int | None = None
     # Where downloaded modules are kept ('' for TFHUB_CACHE_DIR or tensorflow_hub's default).
     tfhub_cache_dir: str = ""
+    # Decode large JPEGs at 1/2, 1/4 or 1/8 scale (faster, slightly different pixels).
+    fast_jpeg_decode: bool = False
     bottleneck_dir: str = "/tmp/bottleneck"
     bottleneck_batch_size: int = DEFAULT_BOTTLENECK_BATCH_SIZE
     print_misclassified_test_images: bool = False

@@ -262,7 +262,10 @@ def read_labels(path: str) -> list[str]:
 
 
 def image_loader(classifier: Classifier, mean: float, std: float) -> Callable[[str], object]:
-    """path -> what the classifier's input takes, preprocessed as label_image.py did."""
+    """path -> what the classifier's input takes, preprocessed as label_image.py did.
+
+    A model trained with --fast_jpeg_decode gets its images decoded the same way.
+    """
     if classifier.takes_encoded_images:
 
         def load_bytes(path):
@@ -270,6 +273,18 @@ def image_loader(classifier: Classifier, mean: float, std: float) -> Callable[[s
             return images.read_contents(path)
 
         return load_bytes
+    if classifier.fast_jpeg_decode:
+        from retrain.preprocessing import Preprocessing
+
+        preprocessing = Preprocessing(classifier.height, classifier.width, fast_jpeg_decode=True)
+
+        def load_as_trained(path):
+            pixels = preprocessing.decode_file(path)  # In [0, 1].
+            if (mean, std) == (0.0, 255.0):
+                return pixels  # label_image.py's defaults: exactly what the module was fed.
+            return ((pixels * 255.0 - mean) / std).astype(np.float32)
+
+        return load_as_trained
     return lambda path: images.to_graph_input(images.read_image(path), classifier.height, classifier.width, mean, std)
 
 

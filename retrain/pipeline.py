@@ -108,9 +108,10 @@ def _bottlenecks(config: RetrainConfig, lists, extractor, preprocessing: Preproc
     cache = bottlenecks.load_or_compute(
         image_lists=lists,
         **common,
+        tag=preprocessing.cache_tag,
         module_fingerprint=extractor.fingerprint,
         dim=extractor.feature_dim,
-        decode=module_inputs.module_input_decoder(preprocessing, config.bottleneck_batch_size),
+        decode=module_inputs.module_input_decoder(preprocessing, config.bottleneck_batch_size, hint=True),
         extract=extract,
         categories=("testing", "validation") if distort.enabled else image_lists.CATEGORIES,
     )
@@ -278,7 +279,7 @@ def run(config: RetrainConfig) -> RetrainResult:
     logging.info(
         "Using module %s with image size %dx%d.", config.tfhub_module, extractor.height, extractor.width
     )
-    preprocessing = Preprocessing(extractor.height, extractor.width)
+    preprocessing = Preprocessing(extractor.height, extractor.width, config.fast_jpeg_decode)
     sets, failed_images, batch_source, (computed, reused) = _bottlenecks(config, lists, extractor, preprocessing, seed)
     training_classes = len(set(sets["training"].labels.tolist())) if batch_source is None else len(batch_source.by_class)
     if training_classes < 2:

@@ -12,6 +12,7 @@ Models record it, so what serves them decodes the same way.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -39,12 +40,14 @@ class Preprocessing:
         """'' for retrain.py's exact pixels, else a tag that keeps their cache entries apart."""
         return FAST_JPEG_TAG if self.fast_jpeg_decode else ""
 
-    def decode(self, contents: tf.Tensor, orientation: tf.Tensor | int = 1) -> tf.Tensor:
+    def decode(self, contents: tf.Tensor, orientation: tf.Tensor | int = 1, large: bool | None = None) -> tf.Tensor:
         """TensorFlow ops from a file's bytes to the module input (graph-safe).
 
         Args:
           contents: string scalar, an image file (JPEG, PNG, GIF, BMP).
           orientation: int32 scalar EXIF orientation (1-8) to apply, 1 for none.
+          large: the images are mostly large (images.is_large) or not; None decides
+            per image (see images.scale_orient_resize). The pixels are the same.
 
         Returns:
           float32 [height, width, 3] in [0, 1]. Fails, when run, for files
@@ -58,10 +61,25 @@ class Preprocessing:
                 lambda: self._decode_reduced_jpeg(contents, orientation),
                 lambda: _decode_any(contents),
             )
+            large = None  # Reduced JPEGs are small; other files need not be.
         else:
             pixels = _decode_any(contents)
-        # Only the pixels the resize reads are turned, scaled and interpolated.
-        return images.scale_orient_resize(pixels, orientation, self.height, self.width)
+        # For large images, only the pixels the resize reads are turned, scaled and interpolated.
+        return images.scale_orient_resize(pixels, orientation, self.height, self.width, large)
+
+    def decode_file(self, path: str) -> np.ndarray:
+        """An image file -> float32 [height, width, 3] module input, as the cache's pipeline makes it.
+
+        EXIF orientation applied; files TensorFlow cannot decode go the Pillow way (read).
+
+        Raises:
+          ImageError: the file cannot be read or decoded.
+        """
+        contents = images.read_contents(path)
+        try:
+            return _compiled_decode(self)(tf.constant(contents), tf.constant(images.exif_orientation(contents))).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            return self.read(path)
 
     def decode_batch(self, contents: tf.Tensor) -> tf.Tensor:
         """string [batch] of image files -> float32 [batch, height, width, 3]; no EXIF (graph-only)."""
@@ -86,8 +104,9 @@ class Preprocessing:
                 (upright_width + ratio - 1) // ratio >= self.width,
             )
 
-        fits = tf.stack([keeps_size(ratio) for ratio in _JPEG_RATIOS])
-        choice = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)  # First that fits; 1 always does.
+        # Ratio 1 always "fits": an image smaller than the module's input is decoded whole.
+        fits = tf.stack([keeps_size(ratio) for ratio in _JPEG_RATIOS[:-1]] + [tf.constant(True)])
+        choice = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)  # The first, i.e. largest, that fits.
         branches = [
             (lambda ratio=ratio: tf.io.decode_jpeg(contents, channels=3, ratio=ratio)) for ratio in _JPEG_RATIOS
         ]
@@ -108,6 +127,15 @@ class Preprocessing:
           ImageError: the file cannot be read or decoded.
         """
         return self.from_pixels(images.read_image(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_decode(preprocessing: Preprocessing):
+    """Preprocessing.decode as one compiled call per image (the frozen dataclass is the key)."""
+    return tf.function(
+        preprocessing.decode,
+        input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)],
+    )
 
 
 def _decode_any(contents):

@@ -240,7 +240,7 @@ def test_help_documents_every_flag():
         "saved_model_dir", "logging_verbosity", "checkpoint_path", "image_size", "random_seed",
         "bottleneck_batch_size", "distorted_copies", "output_tflite", "tflite_quantization", "tflite_io_type",
         "tflite_representative_images", "architecture", "model_dir", "unknown_threshold",
-        "unknown_target_precision", "report_dir",
+        "unknown_target_precision", "report_dir", "fast_jpeg_decode",
     ):
         assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
 

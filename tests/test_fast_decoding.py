@@ -1,0 +1,104 @@
+"""--fast_jpeg_decode: large JPEGs decoded at reduced scale, cached apart, and decoded alike wherever the model goes."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import retrain
+from conftest import cache_files
+from retrain import images, label_image, testing
+from retrain.exports import frozen_graph
+from retrain.preprocessing import Preprocessing
+
+
+def big_jpeg(path, colour, size=(1200, 900), seed=0, orientation=None):
+    rng = np.random.default_rng(seed)
+    small = testing.synthetic_image(rng, colour, 60, 80).resize(size)
+    noise = rng.integers(-10, 11, size=(size[1], size[0], 1))
+    pixels = np.clip(np.asarray(small).astype(int) + noise, 0, 255).astype(np.uint8)
+    kwargs = {}
+    if orientation:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kwargs["exif"] = exif
+    Image.fromarray(pixels).save(path, "JPEG", quality=90, **kwargs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("big") / "photos"
+    for c, name in enumerate(("red", "green", "blue")):
+        os.makedirs(root / name)
+        for i in range(8):
+            big_jpeg(root / name / f"{name}_{i}.jpg", testing.PALETTE[c], seed=10 * c + i,
+                     orientation=6 if i == 0 else None)
+    return str(root)
+
+
+@pytest.mark.parametrize("module_size, orientation, expected", [
+    ((24, 24), 1, (113, 150)), ((299, 299), 1, (450, 600)), ((300, 300), 4, (450, 600)),
+    ((600, 600), 1, (900, 1200)), ((1000, 1000), 1, (900, 1200)),
+    # Turned a quarter (EXIF 6) the upright image is 1200 high: 1/2 still gives 600 rows.
+    ((500, 300), 6, (450, 600)), ((500, 300), 1, (900, 1200)),
+])
+def test_the_largest_reduction_that_keeps_the_module_size(tmp_path, module_size, orientation, expected):
+    contents = tf.constant(open(big_jpeg(tmp_path / "x.jpg", (200, 30, 30)), "rb").read())
+    reduced = Preprocessing(*module_size, fast_jpeg_decode=True)._decode_reduced_jpeg(contents, tf.constant(orientation))
+    assert tuple(reduced.shape[:2]) == expected
+
+
+def test_fast_pixels_are_close_to_exact_ones(big_folder):
+    path = os.path.join(big_folder, "red", "red_1.jpg")
+    exact = Preprocessing(24, 24).decode_file(path)
+    fast = Preprocessing(24, 24, fast_jpeg_decode=True).decode_file(path)
+    assert not np.array_equal(exact, fast) and np.abs(exact - fast).mean() < 0.08  # Point-sampled grain differs.
+    turned = os.path.join(big_folder, "red", "red_0.jpg")  # EXIF orientation 6: upright either way.
+    assert Preprocessing(24, 32, fast_jpeg_decode=True).decode_file(turned).shape == (24, 32, 3)
+
+
+def config_for(tmp_path, folder, module, fast, name):
+    out = tmp_path / name
+    return retrain.RetrainConfig(
+        image_dir=folder, tfhub_module=module, bottleneck_dir=str(tmp_path / "cache"), fast_jpeg_decode=fast,
+        split=retrain.SplitConfig(testing_percentage=20, validation_percentage=20),
+        train=retrain.TrainConfig(how_many_training_steps=100, learning_rate=0.1, random_seed=1),
+        output=retrain.OutputConfig(output_graph=str(out / "g.pb"), output_labels=str(out / "l.txt"),
+                                    summaries_dir="", checkpoint_path=str(out / "c"),
+                                    saved_model_dir=str(out / "served")),
+    )
+
+
+def test_fast_entries_are_cached_apart_and_models_decode_as_they_were_trained(tmp_path, big_folder, tiny_module,
+                                                                               caplog):
+    caplog.set_level("INFO", logger="absl")
+    exact = retrain.run(config_for(tmp_path, big_folder, tiny_module, False, "exact"))
+    assert exact.bottlenecks_computed == 24
+    assert "--fast_jpeg_decode would decode them at reduced scale" in caplog.text  # The hint, once.
+    fast = retrain.run(config_for(tmp_path, big_folder, tiny_module, True, "fast"))
+    assert fast.bottlenecks_computed == 24  # Never mixed with the exact entries...
+    names = [os.path.basename(p) for p in cache_files(tmp_path / "cache")]
+    assert len(names) == 48 and sum(n.endswith("_fastjpeg.txt") for n in names) == 24
+    assert retrain.run(config_for(tmp_path, big_folder, tiny_module, False, "again")).bottlenecks_computed == 0
+
+    graph = tmp_path / "fast" / "g.pb"
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(graph.read_bytes())
+    node = next(n for n in graph_def.node if n.name == frozen_graph.FAST_JPEG_DECODE_NODE)
+    assert node.attr["value"].tensor.bool_val == [True]
+    paths = tuple(os.path.join(big_folder, "green", f"green_{i}.jpg") for i in range(4))
+    config = retrain.LabelImageConfig(graph=str(graph), labels=str(tmp_path / "fast" / "l.txt"), images=paths)
+    answers = retrain.classify(config)
+    model = label_image.Model(config)
+    pixels = np.stack([Preprocessing(24, 24, fast_jpeg_decode=True).decode_file(p) for p in paths])
+    np.testing.assert_allclose(np.stack([a.scores for a in answers.images]), model.classifier.predict(pixels).scores,
+                               rtol=1e-6, atol=1e-7)
+    # The SavedModel's bytes signature decodes the same way.
+    served = tf.saved_model.load(str(tmp_path / "fast" / "served"))
+    upright = [p for p in paths if images.read_header(p)[0] == 1]
+    answer = served.signatures["serving_bytes"](images=tf.constant([open(p, "rb").read() for p in upright]))
+    by_path = {a.path: a.scores for a in answers.images}
+    np.testing.assert_allclose(answer["scores"].numpy(), np.stack([by_path[p] for p in upright]), rtol=1e-5, atol=1e-5)
