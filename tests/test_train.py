@@ -30,10 +30,25 @@ def make_sets(learnable=True, per_class=(40, 40, 40), dim=16, seed=0):
 CONFIG = TrainConfig(how_many_training_steps=300, learning_rate=0.1, eval_step_interval=50)
 
 
-def test_schedule_matches_retrain_py():
-    assert train.training_schedule(25, 10, 0) == [0, 10, 20, 24]
-    assert train.training_schedule(25, 10, 7) == [0, 7, 10, 14, 20, 21, 24]
-    assert train.training_schedule(1, 10, 0) == [0]
+@pytest.mark.parametrize("steps, interval, store, evaluated, stored", [
+    (25, 10, 0, [0, 10, 20, 24], []),
+    (25, 10, 7, [0, 10, 20, 24], [7, 14, 21]),
+    (1, 10, 0, [0], []),
+    (1200, 10, 0, list(range(0, 1200, 10)) + [1199], []),  # Several blocks.
+])
+def test_evaluations_and_stores_at_retrain_py_steps(caplog, steps, interval, store, evaluated, stored):
+    import re
+
+    caplog.set_level("INFO", logger="absl")
+    calls = []
+    config = TrainConfig(how_many_training_steps=steps, learning_rate=0.1, eval_step_interval=interval, random_seed=0)
+    train.train(sets=make_sets(True), class_count=3, train_config=config, seed=0,
+                intermediate_store_frequency=store, on_intermediate=lambda step, w, b: calls.append(step))
+    logged = [int(m) for m in re.findall(r"Step (\d+): Train accuracy", caplog.text)]
+    assert logged == evaluated
+    assert len(re.findall(r"Step \d+: Validation accuracy = [\d.]+% \(N=100\)", caplog.text)) == len(evaluated)
+    assert calls == stored
+    assert all(s in train.training_schedule(steps, interval, store) for s in stored + [steps - 1])
 
 
 def test_learnable_data_reaches_high_test_accuracy():
@@ -114,6 +129,7 @@ def test_summaries_written(tmp_path):
             "final_retrain_ops/biases/summaries/min", "final_retrain_ops/weights/summaries/histogram",
             "final_retrain_ops/biases/summaries/histogram"} <= tags["train"]
     assert {"cross_entropy", "accuracy"} <= tags["validation"]
+    assert not [tag for names in tags.values() for tag in names if tag.startswith("while")]
 
 
 def test_intermediate_callback_gets_steps():
