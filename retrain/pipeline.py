@@ -289,7 +289,9 @@ def run(config: RetrainConfig) -> RetrainResult:
         )
 
     out = config.output
-    frozen_module = frozen_graph.FrozenModule(extractor)
+    frozen_module = frozen_graph.FrozenModule(extractor, cache_dir=config.bottleneck_dir)
+    if not frozen_module.ready:
+        frozen_module.start()  # Frozen while training runs: its seconds are not waited for.
 
     def model_with(weights, biases, **more) -> exports.TrainedModel:
         return exports.TrainedModel(

@@ -74,22 +74,59 @@ def _rename_nodes(graph_def: tf.compat.v1.GraphDef, renames: dict[str, str]) -> 
 
 
 class FrozenModule:
-    """A module's frozen GraphDef, made once on first use and shared by every graph written.
+    """A module's frozen GraphDef, made once and shared by every graph written.
 
-    Thread-safe, so freezing can start on another thread while other work goes on.
+    Freezing Inception v3 takes seconds; with a cache_dir the result is kept there, keyed
+    by the module's fingerprint and input size, and every later run reads it back in a
+    fraction of a second. A cache that cannot be written is simply not used.
+    Thread-safe, so freezing can start on another thread while training goes on.
     """
 
-    def __init__(self, extractor: FeatureExtractor):
+    def __init__(self, extractor: FeatureExtractor, cache_dir: str = ""):
         self.extractor = extractor
+        self.cache_path = self._cache_path(cache_dir)
         self._graph_def = None
         self._lock = threading.Lock()
+
+    def _cache_path(self, cache_dir: str) -> str:
+        extractor = self.extractor
+        if not cache_dir or not extractor.fingerprint:
+            return ""
+        from retrain import bottlenecks  # The cache's own name for a module.
+
+        name = f"{bottlenecks.mangle_module_name(extractor.cache_name)}_{extractor.height}x{extractor.width}"
+        return storage.join(cache_dir, ".retrain", "frozen", f"{name}_{extractor.fingerprint}.pb")
 
     @property
     def graph_def(self) -> tf.compat.v1.GraphDef:
         with self._lock:
             if self._graph_def is None:
-                self._graph_def = freeze_module(self.extractor)
+                self._graph_def = self._read_cached() or freeze_module(self.extractor)
+                self._write_cached()
             return self._graph_def
+
+    def _read_cached(self) -> tf.compat.v1.GraphDef | None:
+        if not self.cache_path:
+            return None
+        try:
+            contents = storage.read_bytes(self.cache_path)
+            graph_def = tf.compat.v1.GraphDef()
+            graph_def.ParseFromString(contents)
+        except Exception:  # Missing, unreadable or damaged: freeze again.
+            return None
+        return graph_def if any(node.name == MODULE_OUTPUT_NODE for node in graph_def.node) else None
+
+    def _write_cached(self) -> None:
+        if self.cache_path and not storage.exists(self.cache_path):
+            try:
+                storage.write_bytes(self.cache_path, serialize(self._graph_def))
+            except OSError:
+                pass  # A read-only cache: the next run freezes again.
+
+    @property
+    def ready(self) -> bool:
+        """Whether graph_def will not take long: made already, or cached on disk."""
+        return self._graph_def is not None or bool(self.cache_path and storage.exists(self.cache_path))
 
     def start(self) -> None:
         """Freezes on a background thread, so that graph_def is ready when asked for."""
