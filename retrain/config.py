@@ -28,6 +28,10 @@ DEFAULT_BOTTLENECK_BATCH_SIZE = 16
 
 LOGGING_VERBOSITIES = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
+# How --output_tflite stores the model, and the types its input and output may take.
+TFLITE_QUANTIZATIONS = ("float", "float16", "int8")
+TFLITE_IO_TYPES = ("float32", "uint8", "int8")
+
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:

@@ -100,14 +100,14 @@ _OUTPUT_TFLITE = flags.DEFINE_string(
 _TFLITE_QUANTIZATION = flags.DEFINE_enum(
     "tflite_quantization",
     _D.output.tflite_quantization,
-    ["float", "float16", "int8"],
+    list(config_lib.TFLITE_QUANTIZATIONS),
     "How --output_tflite stores the model: float (as trained), float16 (half the size), or int8 "
     "(full-integer quantization calibrated on training images: a quarter of the size, fast on phones).",
 )
 _TFLITE_IO_TYPE = flags.DEFINE_enum(
     "tflite_io_type",
     _D.output.tflite_io_type,
-    ["float32", "uint8", "int8"],
+    list(config_lib.TFLITE_IO_TYPES),
     "With --tflite_quantization int8: the type of the model's input and output. float32 (default) "
     "needs no scale or zero point from callers; uint8 / int8 take quantized pixels.",
 )

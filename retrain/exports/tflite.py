@@ -27,13 +27,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from retrain import module_inputs, quiet, storage, tflite_runtime
+from retrain import config, module_inputs, quiet, storage, tflite_runtime
 from retrain.errors import UserError
 from retrain.progress import Progress
 from retrain.quiet import muted_stderr
 
-QUANTIZATIONS = ("float", "float16", "int8")
-IO_TYPES = ("float32", "uint8", "int8")
+QUANTIZATIONS = config.TFLITE_QUANTIZATIONS
+IO_TYPES = config.TFLITE_IO_TYPES
 
 # Below this top-1 agreement with the frozen graph, the export warns.
 MIN_AGREEMENT = 0.97
