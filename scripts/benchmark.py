@@ -108,17 +108,27 @@ def _tool(name):
     return os.path.join(os.path.dirname(sys.executable), name)
 
 
+# Runs a command and writes its peak RSS (KiB) to argv[1]. The command is started from this
+# small launcher, not from the benchmark itself: a child's peak RSS counts what it inherited at
+# fork, and the benchmark holds gigabytes by then.
+_PEAK_RSS_LAUNCHER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
 def _run_measured(command, env=None) -> tuple[float, float, str]:
     """(wall seconds, peak RSS in MiB, stderr) of a command run to completion; fails loudly."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    elapsed = time.perf_counter() - start
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024, stderr
+    with tempfile.NamedTemporaryFile("r", suffix=".maxrss") as peak:
+        start = time.perf_counter()
+        process = subprocess.run([sys.executable, "-c", _PEAK_RSS_LAUNCHER, peak.name, *command],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        elapsed = time.perf_counter() - start
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{process.stderr[-3000:]}")
+        return elapsed, int(peak.read()) / 1024, process.stderr
 
 
 def _python_seconds(code: str) -> float:
