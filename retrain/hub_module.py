@@ -14,8 +14,10 @@ weights behind a handle changed.
 import contextlib
 import dataclasses
 import hashlib
+import json
 import os
 import socket
+import threading
 from typing import Callable
 
 import tensorflow as tf
@@ -41,38 +43,65 @@ _TF1_SIGNATURES = ("image_feature_vector", "default")
 _NETWORK_TIMEOUT_SECONDS = 30
 
 
-@dataclasses.dataclass(frozen=True)
 class FeatureExtractor:
-    """A loaded module, ready to turn images into bottlenecks.
+    """A module, ready to turn images into bottlenecks; loaded when first called.
+
+    What a run needs to find its cache (sizes, fingerprint) is known before the module
+    is loaded: a warm run that computes nothing never spends the seconds loading
+    Inception v3's weights.
 
     Attributes:
       handle: the --tfhub_module string it was loaded from.
       height, width: the image size the module is fed.
+      feature_dim: the length of its feature vectors.
       fingerprint: a digest of the module's files: another one at the same handle
         means other weights (hex, '' when unknown).
       cache_name: the module's part of cache file names (the handle, or the name
         retrain.py gave the 2015 Inception graph).
       extract: float32 [batch, height, width, 3] in [0, 1] -> float32 [batch, dim].
         A tf.function, so it can also be called inside other tf.functions (the
-        exported graph inlines it).
-      module: the loaded object that owns the module's variables.
+        exported graph inlines it). Loads the module on first use.
+      module: the loaded object that owns the module's variables (loads it too).
     """
 
-    handle: str
-    height: int
-    width: int
-    extract: Callable[[tf.Tensor], tf.Tensor]
-    module: object
-    fingerprint: str = ""
-    cache_name: str = ""
+    def __init__(self, *, handle: str, height: int, width: int, feature_dim: int, load: Callable[[], tuple],
+                 loaded: tuple | None = None, fingerprint: str = "", cache_name: str = ""):
+        """load: () -> (extract, module), called once when either is first needed, unless
+        loaded already holds them."""
+        self.handle = handle
+        self.height = height
+        self.width = width
+        self.feature_dim = feature_dim
+        self.fingerprint = fingerprint
+        self.cache_name = cache_name
+        self._load = load
+        self._loaded = loaded
+        self._lock = threading.Lock()
 
     @property
-    def feature_dim(self) -> int:
-        return int(self.extract.get_concrete_function().structured_outputs.shape[-1])
+    def loaded(self) -> bool:
+        """Whether the module's graph and weights are in memory."""
+        return self._loaded is not None
+
+    @property
+    def extract(self) -> Callable[[tf.Tensor], tf.Tensor]:
+        return self._parts()[0]
+
+    @property
+    def module(self) -> object:
+        return self._parts()[1]
+
+    def _parts(self) -> tuple:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+            return self._loaded
 
 
-def load_feature_extractor(handle: str, image_size: int | None = None, cache_dir: str = "") -> FeatureExtractor:
-    """Loads the module at handle (URL, hub handle, local directory, or the 2015 Inception graph).
+def load_feature_extractor(
+    handle: str, image_size: int | None = None, cache_dir: str = "", facts_dir: str = ""
+) -> FeatureExtractor:
+    """The module at handle (URL, hub handle, local directory, or the 2015 Inception graph).
 
     Args:
       handle: what --tfhub_module names.
@@ -80,13 +109,52 @@ def load_feature_extractor(handle: str, image_size: int | None = None, cache_dir
         does, it must agree. None falls back to 299 for such modules.
       cache_dir: where downloaded modules are kept ('' for TFHUB_CACHE_DIR or
         tensorflow_hub's default).
+      facts_dir: a folder (the bottleneck cache) where the module's sizes are recorded
+        under its fingerprint; when they are there, the module is only loaded once it
+        is called. '' loads it now.
 
     Raises:
       UserError: the module cannot be loaded or is not an image feature vector.
     """
     if storage.basename(handle) == LEGACY_INCEPTION_GRAPH or _is_graph_file(handle):
         return load_legacy_inception_graph(handle, image_size)
-    module, location = _load(handle, cache_dir)
+    location = _resolve(handle, cache_dir)
+    fingerprint = module_fingerprint(location)
+    facts_path = _facts_path(facts_dir, handle, image_size, fingerprint)
+
+    def load():
+        found, module = _load_extract(handle, location, image_size)
+        return found.function, module
+
+    facts, loaded = _read_facts(facts_path), None
+    if facts is None:
+        found, module = _load_extract(handle, location, image_size)
+        facts, loaded = (found.height, found.width, found.feature_dim), (found.function, module)
+        _write_facts(facts_path, facts)
+    height, width, feature_dim = facts
+    return FeatureExtractor(
+        handle=handle,
+        height=height,
+        width=width,
+        feature_dim=feature_dim,
+        load=load,
+        loaded=loaded,
+        fingerprint=fingerprint,
+        cache_name=handle,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Extract:
+    function: Callable[[tf.Tensor], tf.Tensor]
+    height: int
+    width: int
+    feature_dim: int
+
+
+def _load_extract(handle: str, location: str, image_size: int | None) -> tuple[_Extract, object]:
+    """(the module's image -> features tf.function with its sizes, the loaded module)."""
+    module = _load(handle, location)
     call, fixed_size = _find_image_call(module, handle)
     if fixed_size and image_size and tuple(fixed_size) != (image_size, image_size):
         raise UserError(
@@ -114,15 +182,37 @@ def load_feature_extractor(handle: str, image_size: int | None = None, cache_dir
         ) from e
     if concrete.structured_outputs.shape.rank != 2 or concrete.structured_outputs.shape[-1] is None:
         raise UserError(f"Module {handle} does not return a fixed-size feature vector.")
-    return FeatureExtractor(
-        handle=handle,
-        height=height,
-        width=width,
-        extract=extract,
-        module=module,
-        fingerprint=module_fingerprint(location),
-        cache_name=handle,
-    )
+    return _Extract(extract, height, width, int(concrete.structured_outputs.shape[-1])), module
+
+
+def _facts_path(facts_dir: str, handle: str, image_size: int | None, fingerprint: str) -> str:
+    """Where a module's sizes are recorded: per handle, requested size and fingerprint ('' for none)."""
+    if not facts_dir or not fingerprint:
+        return ""
+    from retrain import bottlenecks, cache_records  # The cache's own names.
+
+    name = f"{bottlenecks.mangle_module_name(handle)}_{image_size or 'auto'}_{fingerprint}.json"
+    return storage.join(facts_dir, cache_records.RECORDS_FOLDER, "modules", name)
+
+
+def _read_facts(path: str) -> tuple[int, int, int] | None:
+    """(height, width, feature_dim) recorded at path, or None (missing, unreadable, damaged)."""
+    if not path:
+        return None
+    try:
+        facts = json.loads(storage.read_text(path))
+        return tuple(int(facts[key]) for key in ("height", "width", "feature_dim"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_facts(path: str, facts: tuple[int, int, int]) -> None:
+    if not path:
+        return
+    try:
+        storage.write_text(path, json.dumps(dict(zip(("height", "width", "feature_dim"), facts))))
+    except OSError:
+        pass  # A read-only cache: later runs load the module to learn its sizes.
 
 
 def module_fingerprint(location: str) -> str:
@@ -160,9 +250,9 @@ def _download_settings(cache_dir: str):
                 os.environ["TFHUB_CACHE_DIR"] = previous_cache
 
 
-def _load(handle: str, cache_dir: str = ""):
-    """(the loaded module, the folder it was loaded from)."""
-    import tensorflow_hub as hub  # Imported here: it is slow and only needed for loading.
+def _resolve(handle: str, cache_dir: str = "") -> str:
+    """The local folder of the module at handle, downloading it first when it is a URL."""
+    import tensorflow_hub as hub  # Imported here: it is slow and only needed for modules.
 
     looks_local = not handle.startswith(("http://", "https://")) and storage.is_local(handle)
     if looks_local and not os.path.exists(handle):
@@ -172,14 +262,27 @@ def _load(handle: str, cache_dir: str = ""):
         )
     try:
         with _download_settings(cache_dir):
-            location = hub.resolve(handle)
-            return hub.load(location), location
-    except Exception as e:  # Network, format and file errors all end the run the same way.
-        raise UserError(
-            f"Could not load TF-Hub module '{handle}' ({_first_line(e)}). Download it once "
-            "and pass its directory with --tfhub_module, or set TFHUB_CACHE_DIR to a "
-            "cache that holds it."
-        ) from e
+            return hub.resolve(handle)
+    except Exception as e:  # Network and file errors all end the run the same way.
+        raise _unloadable(handle, e) from e
+
+
+def _load(handle: str, location: str):
+    """The module loaded from the folder that handle resolved to."""
+    import tensorflow_hub as hub
+
+    try:
+        return hub.load(location)
+    except Exception as e:  # Format and file errors all end the run the same way.
+        raise _unloadable(handle, e) from e
+
+
+def _unloadable(handle: str, error: Exception) -> UserError:
+    return UserError(
+        f"Could not load TF-Hub module '{handle}' ({_first_line(error)}). Download it once "
+        "and pass its directory with --tfhub_module, or set TFHUB_CACHE_DIR to a "
+        "cache that holds it."
+    )
 
 
 def _is_graph_file(handle: str) -> bool:
@@ -238,8 +341,9 @@ def load_legacy_inception_graph(path: str, image_size: int | None = None) -> Fea
         handle=path,
         height=size,
         width=size,
-        extract=extract,
-        module=one_image,
+        feature_dim=2048,
+        load=None,
+        loaded=(extract, one_image),
         fingerprint=hashlib.blake2b(contents, digest_size=16).hexdigest(),
         cache_name=LEGACY_INCEPTION_CACHE_NAME,
     )

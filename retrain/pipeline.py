@@ -102,7 +102,8 @@ def _bottlenecks(config: RetrainConfig, lists, extractor, preprocessing: Preproc
     height, width = extractor.height, extractor.width
     distort = config.distortions
 
-    extract = devices.split_across(extractor.extract, devices.extraction_devices())
+    # Through a lambda: the module is loaded only if some bottleneck has to be computed.
+    extract = devices.split_across(lambda batch: extractor.extract(batch), devices.extraction_devices())
 
     common = dict(bottleneck_dir=config.bottleneck_dir, module_handle=extractor.cache_name)
     cache = bottlenecks.load_or_compute(
@@ -289,7 +290,9 @@ def run(config: RetrainConfig) -> RetrainResult:
 
     gpus = tf.config.list_physical_devices("GPU")
     logging.info("TensorFlow runs on %s.", f"{len(gpus)} GPU(s)" if gpus else "the CPU (no GPU found)")
-    extractor = hub_module.load_feature_extractor(config.tfhub_module, config.image_size, config.tfhub_cache_dir)
+    extractor = hub_module.load_feature_extractor(
+        config.tfhub_module, config.image_size, config.tfhub_cache_dir, facts_dir=config.bottleneck_dir
+    )
     logging.info(
         "Using module %s with image size %dx%d.", config.tfhub_module, extractor.height, extractor.width
     )

@@ -244,3 +244,23 @@ def test_two_seeded_runs_write_identical_files(tmp_path, folder, tiny_module):
         paths = [tmp_path / name / f for f in files] + sorted((tmp_path / name / "steps").iterdir())
         digests.append([hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths])
     assert digests[0] == digests[1] and len(digests[0]) == 4
+
+
+def test_a_warm_run_never_loads_the_module(tmp_path, folder, tiny_module, monkeypatch):
+    from retrain import hub_module
+
+    first = retrain.run(config_for(tmp_path, folder, tiny_module))
+    graph = (tmp_path / "out" / "graph.pb").read_bytes()
+    loads = []
+    original = hub_module._load
+    monkeypatch.setattr(hub_module, "_load", lambda *args: loads.append(args) or original(*args))
+    again = retrain.run(config_for(tmp_path, folder, tiny_module, name="again"))
+    assert again.bottlenecks_computed == 0 and not loads
+    # The same graph, from the frozen module kept beside the cache.
+    assert (tmp_path / "again" / "graph.pb").read_bytes() == graph
+    assert again.test_accuracy == first.test_accuracy
+    # One changed image: the module is loaded to compute its bottleneck.
+    image = os.path.join(folder, "green", "green_003.jpg")
+    shutil.copyfile(os.path.join(folder, "red", "red_001.jpg"), image)
+    third = retrain.run(config_for(tmp_path, folder, tiny_module, name="third"))
+    assert third.bottlenecks_computed == 1 and len(loads) == 1

@@ -47,6 +47,20 @@ def test_tf1_hub_format_module_gives_the_same_features(tiny_module, tf1_module):
     np.testing.assert_allclose(tf1.extract(random_images()), tf2.extract(random_images()), atol=1e-5)
 
 
+def test_a_module_with_recorded_sizes_is_loaded_when_first_called(tiny_module, tmp_path):
+    first = hub_module.load_feature_extractor(tiny_module, facts_dir=str(tmp_path))
+    assert first.loaded
+    later = hub_module.load_feature_extractor(tiny_module, facts_dir=str(tmp_path))
+    assert not later.loaded
+    assert (later.height, later.width, later.feature_dim, later.fingerprint) == (
+        first.height, first.width, first.feature_dim, first.fingerprint)
+    np.testing.assert_array_equal(later.extract(random_images()), first.extract(random_images()))
+    assert later.loaded
+    # Recorded per requested size: a size the module refuses is still refused.
+    with pytest.raises(UserError, match="--image_size=32"):
+        hub_module.load_feature_extractor(tiny_module, image_size=32, facts_dir=str(tmp_path))
+
+
 def test_image_size_must_agree_with_a_fixed_module(tiny_module):
     assert hub_module.load_feature_extractor(tiny_module, image_size=24).height == 24
     with pytest.raises(UserError, match="--image_size=32"):
