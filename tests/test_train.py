@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from retrain import train
 from retrain.bottlenecks import BottleneckSet
@@ -117,17 +118,26 @@ def test_no_test_images_gives_no_accuracy():
 def test_summaries_written(tmp_path):
     config = TrainConfig(how_many_training_steps=20, eval_step_interval=10)
     train.train(sets=make_sets(True), class_count=3, train_config=config, seed=1, summaries_dir=str(tmp_path))
-    from tensorboard.backend.event_processing import event_accumulator
+    # Read as TensorBoard reads them (its plugin accumulator converts older summary kinds).
+    from tensorboard.backend.event_processing import plugin_event_accumulator
 
-    tags = {}
+    tags, histograms = {}, {}
     for name in ("train", "validation"):
-        acc = event_accumulator.EventAccumulator(str(tmp_path / name), size_guidance={"tensors": 0})
+        acc = plugin_event_accumulator.EventAccumulator(str(tmp_path / name), size_guidance={"tensors": 0})
         acc.Reload()
         tags[name] = set(acc.Tags()["tensors"])
+        found = acc.PluginTagToContent("histograms") if "histograms" in acc.ActivePlugins() else {}
+        histograms[name] = {tag: acc.Tensors(tag) for tag in found}
     assert {"cross_entropy", "accuracy", "final_retrain_ops/weights/summaries/mean",
             "final_retrain_ops/weights/summaries/stddev", "final_retrain_ops/biases/summaries/max",
             "final_retrain_ops/biases/summaries/min", "final_retrain_ops/weights/summaries/histogram",
             "final_retrain_ops/biases/summaries/histogram"} <= tags["train"]
+    assert {"final_retrain_ops/weights/summaries/histogram", "final_retrain_ops/biases/summaries/histogram",
+            "final_retrain_ops/Wx_plus_b/pre_activations", "final_retrain_ops/activations"} == set(histograms["train"])
+    weights = histograms["train"]["final_retrain_ops/weights/summaries/histogram"]
+    assert [event.step for event in weights] == [0, 10, 19]
+    buckets = tf.make_ndarray(weights[-1].tensor_proto)  # [k, 3]: left edge, right edge, count.
+    assert buckets[:, 2].sum() == 16 * 3  # Every weight of the [16, 3] layer counted once.
     assert {"cross_entropy", "accuracy"} <= tags["validation"]
     assert not [tag for names in tags.values() for tag in names if tag.startswith("while")]
 
