@@ -96,6 +96,8 @@ def module_input_batches(
       workers: images decoded at once; default: one per CPU.
     """
     paths = list(paths)
+    if not paths:
+        return  # A warm cache: no pipeline to build (its tracing alone takes a second).
     workers = workers or os.cpu_count() or 1
     large = mostly_large(paths, preprocessing)
 
