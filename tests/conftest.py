@@ -50,9 +50,22 @@ def trained_model(tmp_path_factory, image_folder, tiny_module):
     import retrain
 
     out = tmp_path_factory.mktemp("trained")
-    config = retrain.RetrainConfig(
-        image_dir=image_folder,
-        tfhub_module=tiny_module,
+    config = small_run_config(
+        out, image_folder, tiny_module, saved_model_dir=str(out / "saved_model"), output_tflite=str(out / "model.tflite")
+    )
+    retrain.run(config)
+    return {"graph": str(out / "graph.pb"), "labels": str(out / "labels.txt"), "saved_model": str(out / "saved_model"),
+            "tflite": str(out / "model.tflite")}
+
+
+def small_run_config(out, image_folder, module, **output):
+    """A quick run's RetrainConfig (150 steps, a quarter of the images for testing), writing
+    graph.pb, labels.txt and what output names (OutputConfig fields) under the folder out."""
+    import retrain
+
+    return retrain.RetrainConfig(
+        image_dir=str(image_folder),
+        tfhub_module=str(module),
         bottleneck_dir=str(out / "bottlenecks"),
         split=retrain.SplitConfig(testing_percentage=25),
         train=retrain.TrainConfig(how_many_training_steps=150, learning_rate=0.1, random_seed=3),
@@ -61,10 +74,24 @@ def trained_model(tmp_path_factory, image_folder, tiny_module):
             output_labels=str(out / "labels.txt"),
             summaries_dir="",
             checkpoint_path=str(out / "ckpt" / "c"),
-            saved_model_dir=str(out / "saved_model"),
-            output_tflite=str(out / "model.tflite"),
+            **output,
         ),
     )
-    retrain.run(config)
-    return {"graph": str(out / "graph.pb"), "labels": str(out / "labels.txt"), "saved_model": str(out / "saved_model"),
-            "tflite": str(out / "model.tflite")}
+
+
+def frozen_graph_scores(graph_path, paths, size=24):
+    """What a plain TF1 session computes with a frozen graph on these image files, as
+    retrain.py's users ran it: (scores [n, classes], the module inputs fed [n, size, size, 3])."""
+    import numpy as np
+    import tensorflow as tf
+
+    from retrain import images
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(open(graph_path, "rb").read())
+    batch = np.stack([images.to_module_input(images.read_image(p), size, size) for p in paths])
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=graph) as session:
+            return session.run("final_result:0", {"Placeholder:0": batch}), batch

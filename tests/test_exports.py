@@ -10,44 +10,16 @@ import pytest
 import tensorflow as tf
 
 import retrain
+from conftest import frozen_graph_scores, small_run_config
 from retrain import exports, images, inference, storage, tflite_runtime
 from retrain.errors import UserError
 from retrain.exports import tflite
 
 
-def frozen_graph_scores(graph_path, paths, size=24):
-    """What a plain TF1 session computes with the frozen graph on these image files."""
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(open(graph_path, "rb").read())
-    batch = np.stack([images.to_module_input(images.read_image(p), size, size) for p in paths])
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as session:
-            return session.run("final_result:0", {"Placeholder:0": batch}), batch
-
-
-def config_for(out, image_folder, tiny_module, **output):
-    return retrain.RetrainConfig(
-        image_dir=image_folder,
-        tfhub_module=tiny_module,
-        bottleneck_dir=str(out / "bottlenecks"),
-        split=retrain.SplitConfig(testing_percentage=25),
-        train=retrain.TrainConfig(how_many_training_steps=150, learning_rate=0.1, random_seed=3),
-        output=retrain.OutputConfig(
-            output_graph=str(out / "graph.pb"),
-            output_labels=str(out / "labels.txt"),
-            summaries_dir="",
-            checkpoint_path=str(out / "ckpt" / "c"),
-            **output,
-        ),
-    )
-
-
 @pytest.fixture(scope="module")
 def int8_run(tmp_path_factory, image_folder, tiny_module):
     out = tmp_path_factory.mktemp("int8")
-    config = config_for(out, image_folder, tiny_module, output_tflite=str(out / "model.tflite"),
+    config = small_run_config(out, image_folder, tiny_module, output_tflite=str(out / "model.tflite"),
                         tflite_quantization="int8", saved_model_dir=str(out / "served"))
     return out, retrain.run(config)
 
@@ -76,7 +48,7 @@ def test_int8_tflite_agrees_with_the_frozen_graph(int8_run, image_folder):
 
 def test_int8_model_is_smaller_than_float(tmp_path, int8_run, image_folder, tiny_module):
     out, _ = int8_run
-    result = retrain.run(config_for(tmp_path, image_folder, tiny_module, output_tflite=str(tmp_path / "f.tflite")))
+    result = retrain.run(small_run_config(tmp_path, image_folder, tiny_module, output_tflite=str(tmp_path / "f.tflite")))
     assert result.tflite_parity.agreement == 1.0 and result.tflite_parity.max_score_difference < 1e-4
     # The tiny module has few weights; the int8 file still carries them in a quarter of the bytes.
     assert os.path.getsize(out / "model.tflite") < os.path.getsize(tmp_path / "f.tflite")
@@ -94,7 +66,7 @@ def test_label_image_on_tflite_equals_the_interpreter(int8_run, image_folder):
 
 
 def test_uint8_io_takes_quantized_pixels(tmp_path, image_folder, tiny_module):
-    config = config_for(tmp_path, image_folder, tiny_module, output_tflite=str(tmp_path / "u8.tflite"),
+    config = small_run_config(tmp_path, image_folder, tiny_module, output_tflite=str(tmp_path / "u8.tflite"),
                         tflite_quantization="int8", tflite_io_type="uint8")
     result = retrain.run(config)
     assert result.tflite_parity.agreement >= 0.97
@@ -181,7 +153,7 @@ def _model_from_run(out, module_dir):
 def test_files_and_folders_follow_the_umask(tmp_path, image_folder, tiny_module, umask):
     previous = os.umask(umask)
     try:
-        retrain.run(config_for(tmp_path, image_folder, tiny_module, saved_model_dir=str(tmp_path / "served"),
+        retrain.run(small_run_config(tmp_path, image_folder, tiny_module, saved_model_dir=str(tmp_path / "served"),
                                output_tflite=str(tmp_path / "m.tflite")))
     finally:
         os.umask(previous)

@@ -5,10 +5,9 @@ import shutil
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from conftest import cache_files, run_tool
-from retrain import image_lists, images, testing
+from conftest import cache_files, frozen_graph_scores, run_tool
+from retrain import image_lists, testing
 
 
 def retrain_args(tmp_path, image_dir, module, *extra):
@@ -27,17 +26,6 @@ def retrain_args(tmp_path, image_dir, module, *extra):
         "--testing_percentage=25",
         *extra,
     ]
-
-
-def classify_with_tf1(graph_path, paths, size=24):
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(open(graph_path, "rb").read())
-    batch = np.stack([images.to_module_input(images.read_image(p), size, size) for p in paths])
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as session:
-            return session.run("final_result:0", {"Placeholder:0": batch})
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +73,7 @@ def test_outputs_labels_and_tf1_classification(trained, image_folder):
         for name in lists_of_label["training"][:5]:
             paths.append(os.path.join(image_folder, lists_of_label["dir"], name))
             expected.append(index)
-    scores = classify_with_tf1(tmp_path / "out" / "graph.pb", paths)
+    scores, _ = frozen_graph_scores(tmp_path / "out" / "graph.pb", paths)
     assert scores.shape == (len(paths), 3)
     assert np.mean(scores.argmax(1) == np.array(expected)) >= 0.9
 
@@ -261,7 +249,8 @@ def test_image_size_for_a_module_without_a_fixed_size(tmp_path, image_folder, ca
     config = in_process_config(tmp_path, image_folder, module)
     retrain.run(retrain.RetrainConfig(**{**config.__dict__, "image_size": 32}))
     assert "with image size 32x32" in caplog.text
-    assert classify_with_tf1(tmp_path / "out" / "graph.pb", [os.path.join(image_folder, "green", "green_000.jpg")],
-                             size=32).shape == (1, 3)
+    scores, _ = frozen_graph_scores(tmp_path / "out" / "graph.pb", [os.path.join(image_folder, "green", "green_000.jpg")],
+                                    size=32)
+    assert scores.shape == (1, 3)
     fixed = run_tool("retrain", *retrain_args(tmp_path, image_folder, module, "--image_size=0"))
     assert fixed.returncode == 2 and "--image_size must be positive" in fixed.stderr
