@@ -4,6 +4,7 @@ Exit codes: 0 success, 1 failure (bad input, unreadable files, a failed gate),
 2 bad usage (a bad flag value or an unknown flag), 130 interrupted by Ctrl-C.
 """
 
+import contextlib
 import os
 import sys
 import traceback
@@ -39,15 +40,36 @@ def import_tensorflow_quietly(verbose: bool) -> None:
     """
     from retrain.quiet import muted_stderr
 
-    if verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
-        import tensorflow  # noqa: F401
-        return
-    # TensorFlow's own Python INFO lines (saver sharding, fingerprints) are noise here.
-    logging.get_absl_handler().addFilter(_drop_tensorflow_info)
-    with muted_stderr():
-        import tensorflow as tf
+    with _pyplot_hidden():
+        if verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+            import tensorflow  # noqa: F401
+            return
+        # TensorFlow's own Python INFO lines (saver sharding, fingerprints) are noise here.
+        logging.get_absl_handler().addFilter(_drop_tensorflow_info)
+        with muted_stderr():
+            import tensorflow as tf
 
-        tf.config.list_physical_devices()
+            tf.config.list_physical_devices()
+
+
+@contextlib.contextmanager
+def _pyplot_hidden():
+    """matplotlib.pyplot made unimportable for the duration, unless already imported.
+
+    Keras, which TensorFlow imports, imports pyplot when matplotlib is installed (for an
+    image-gallery helper, and does without it when it is missing): about a second of
+    every start of a tool here. matplotlib itself stays importable, and pyplot again
+    afterwards.
+    """
+    if "matplotlib.pyplot" in sys.modules:
+        yield
+        return
+    sys.modules["matplotlib.pyplot"] = None  # The import system's mark for "not importable".
+    try:
+        yield
+    finally:
+        if "matplotlib.pyplot" in sys.modules and sys.modules["matplotlib.pyplot"] is None:
+            del sys.modules["matplotlib.pyplot"]
 
 
 def flags_parser(program: str, main_module, allow_positional: bool = False, shared=(), pass_unknown: bool = False):

@@ -241,6 +241,24 @@ def test_python_dash_m_works():
     assert result.returncode == 0 and "--image_dir" in result.stdout
 
 
+def test_tools_start_without_importing_pyplot_yet_leave_it_importable():
+    """Keras imports matplotlib.pyplot with TensorFlow when it is installed: a second per start."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("matplotlib")
+    code = (
+        "import sys\n"
+        "from retrain import cli\n"
+        "cli.import_tensorflow_quietly(verbose=False)\n"
+        "print('matplotlib.pyplot' in sys.modules)\n"
+        "import matplotlib.pyplot\n"
+        "print(callable(matplotlib.pyplot.figure))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "True"], result.stderr[-2000:]
+
+
 def test_image_size_for_a_module_without_a_fixed_size(tmp_path, image_folder, caplog):
     import retrain
 
