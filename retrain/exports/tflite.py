@@ -190,8 +190,8 @@ def write(path: str, model, options) -> TFLiteParity | None:
     )
     seconds = time.perf_counter() - start
     storage.write_bytes(path, content)
-    logging.info("TFLite model (%s, %.1f MB) written to %s in %.1f s.", options.tflite_quantization,
-                 len(content) / 1e6, path, seconds)
+    size = f"{len(content) / 1e6:.1f} MB" if len(content) >= 100_000 else f"{len(content) / 1e3:.0f} kB"
+    logging.info("TFLite model (%s, %s) written to %s in %.1f s.", options.tflite_quantization, size, path, seconds)
     parity = measure_parity(content, model, quantization=options.tflite_quantization)
     if parity is None:
         logging.warning("No test or validation images: the TFLite model's agreement with the frozen graph is not measured.")
