@@ -12,7 +12,6 @@ weights behind a handle changed.
 """
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -123,13 +122,11 @@ def load_feature_extractor(
     facts_path = _facts_path(facts_dir, handle, image_size, fingerprint)
 
     def load():
-        found, module = _load_extract(handle, location, image_size)
-        return found.function, module
+        return _load_extract(handle, location, image_size)[0]
 
     facts, loaded = _read_facts(facts_path), None
     if facts is None:
-        found, module = _load_extract(handle, location, image_size)
-        facts, loaded = (found.height, found.width, found.feature_dim), (found.function, module)
+        loaded, facts = _load_extract(handle, location, image_size)
         _write_facts(facts_path, facts)
     height, width, feature_dim = facts
     return FeatureExtractor(
@@ -144,16 +141,8 @@ def load_feature_extractor(
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class _Extract:
-    function: Callable[[tf.Tensor], tf.Tensor]
-    height: int
-    width: int
-    feature_dim: int
-
-
-def _load_extract(handle: str, location: str, image_size: int | None) -> tuple[_Extract, object]:
-    """(the module's image -> features tf.function with its sizes, the loaded module)."""
+def _load_extract(handle: str, location: str, image_size: int | None) -> tuple[tuple, tuple[int, int, int]]:
+    """((the module's image -> features tf.function, the loaded module), (height, width, feature_dim))."""
     module = _load(handle, location)
     call, fixed_size = _find_image_call(module, handle)
     if fixed_size and image_size and tuple(fixed_size) != (image_size, image_size):
@@ -182,7 +171,7 @@ def _load_extract(handle: str, location: str, image_size: int | None) -> tuple[_
         ) from e
     if concrete.structured_outputs.shape.rank != 2 or concrete.structured_outputs.shape[-1] is None:
         raise UserError(f"Module {handle} does not return a fixed-size feature vector.")
-    return _Extract(extract, height, width, int(concrete.structured_outputs.shape[-1])), module
+    return (extract, module), (height, width, int(concrete.structured_outputs.shape[-1]))
 
 
 def _facts_path(facts_dir: str, handle: str, image_size: int | None, fingerprint: str) -> str:
