@@ -44,6 +44,24 @@ def run_tool(name, *args, cwd=None, timeout=300):
     )
 
 
+# Starts a program with SIGINT at its default action, then becomes it. A shell that runs
+# the tests in the background without job control (`cmd &` in a script, nohup) has
+# SIGINT ignored, every child inherits that, and Python then installs no
+# KeyboardInterrupt: Ctrl-C tests would wait forever.
+_WITH_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def start_tool(name, *args):
+    """Starts an installed console script that Ctrl-C (SIGINT) interrupts, stderr piped (text)."""
+    executable = os.path.join(os.path.dirname(sys.executable), name)
+    return subprocess.Popen(
+        [sys.executable, "-c", _WITH_DEFAULT_SIGINT, executable, *args],
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )
+
+
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, image_folder, tiny_module):
     """A graph, labels file, SavedModel and TFLite model trained in-process on image_folder."""

@@ -2,15 +2,13 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import cache_files, run_tool
+from conftest import cache_files, run_tool, start_tool
 from retrain import bottlenecks, testing
 
 
@@ -119,8 +117,7 @@ def test_ctrl_c_during_caching_keeps_outputs_and_a_complete_cache(tmp_path, tiny
     graph_before = open(tmp_path / "out" / "graph.pb", "rb").read()
 
     write_images(image_dir, 680, prefix="new_")  # 1360 new images to cache.
-    executable = os.path.join(os.path.dirname(sys.executable), "retrain")
-    process = subprocess.Popen([executable, *args], stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    process = start_tool("retrain", *args)
     cache = tmp_path / "bn"
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
@@ -162,8 +159,7 @@ def test_debug_verbosity_shows_a_traceback_for_bug_reports(tmp_path, tiny_module
 def test_ctrl_c_during_training(tmp_path, image_folder, tiny_module):
     args = args_for(tmp_path, image_folder, tiny_module, "--how_many_training_steps=100000000",
                     "--eval_step_interval=1000")
-    executable = os.path.join(os.path.dirname(sys.executable), "retrain")
-    process = subprocess.Popen([executable, *args], stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    process = start_tool("retrain", *args)
     seen = []
     for line in process.stderr:
         seen.append(line)
@@ -171,8 +167,7 @@ def test_ctrl_c_during_training(tmp_path, image_folder, tiny_module):
             time.sleep(0.5)
             process.send_signal(signal.SIGINT)
             break
-    rest = process.stderr.read()
-    process.wait(timeout=60)
+    _, rest = process.communicate(timeout=120)
     assert process.returncode == 130
     assert "retrain: Interrupted during training" in rest and "Traceback" not in rest
     assert not (tmp_path / "out" / "graph.pb").exists()
