@@ -179,12 +179,9 @@ class DecodeImage:
         if item.copy_index is not None:
             seed = distortions.copy_seed(item.relative_path, item.copy_index)
             return self._distorter(images.read_image(item.image_path), seed)
-        contents = images.read_contents(item.image_path)
-        try:
-            # retrain's tf.data path: TensorFlow's decoder, the file's EXIF orientation.
-            return self._preprocessing.decode(contents, images.exif_orientation(contents)).numpy()
-        except Exception:  # Not a format TensorFlow decodes: retrain retries in Python, so here too.
-            return self._preprocessing.read(item.image_path)
+        # retrain's tf.data path: TensorFlow's decoder, the file's EXIF orientation, and
+        # Python's for what TensorFlow cannot decode.
+        return self._preprocessing.decode_file(item.image_path)
 
 
 class ExtractAndWrite:

@@ -78,7 +78,7 @@ class Preprocessing:
         contents = images.read_contents(path)
         try:
             return _compiled_decode(self)(tf.constant(contents), tf.constant(images.exif_orientation(contents))).numpy()
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        except tf.errors.OpError:  # As the pipeline drops any failing file for the Python path.
             return self.read(path)
 
     def decode_batch(self, contents: tf.Tensor) -> tf.Tensor:
