@@ -96,11 +96,7 @@ def read_header(path: str) -> tuple[int, int]:
 
 def read_orientation(path: str) -> int:
     """exif_orientation of the image file at path, reading only its header; 1 if unreadable."""
-    try:
-        with storage.open_read(path) as f:
-            return exif_orientation(f.read(_HEADER_BYTES))
-    except Exception:  # OSError, or a remote filesystem's own: decoding will report it.
-        return 1
+    return read_header(path)[0]
 
 
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -224,9 +220,7 @@ def scale_orient_resize(
 
 def _gather_and_resize(pixels: tf.Tensor, orientation: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """scale_orient_resize by gathering the sampled rows and columns only (see there)."""
-    flip_rows = tf.reduce_any(tf.equal(orientation, [3, 4, 6, 7]))
-    flip_columns = tf.reduce_any(tf.equal(orientation, [2, 3, 7, 8]))
-    swap_axes = tf.reduce_any(tf.equal(orientation, [5, 6, 7, 8]))
+    flip_rows, flip_columns, swap_axes = _orientation_steps(orientation)
     stored = tf.shape(pixels, out_type=tf.int32)
     # The upright image's sides; orient() flips the stored axes, then swaps them.
     upright_height = tf.where(swap_axes, stored[1], stored[0])
@@ -263,15 +257,22 @@ def _gather_and_resize(pixels: tf.Tensor, orientation: tf.Tensor, height: int, w
     return top + (bottom - top) * y_lerp
 
 
+def _orientation_steps(orientation: tf.Tensor):
+    """bool scalars (flip the stored rows, flip the stored columns, then swap the axes)
+    that stand an image of int32 EXIF orientation (1-8) upright."""
+    flip_rows = tf.reduce_any(tf.equal(orientation, [3, 4, 6, 7]))
+    flip_columns = tf.reduce_any(tf.equal(orientation, [2, 3, 7, 8]))
+    swap_axes = tf.reduce_any(tf.equal(orientation, [5, 6, 7, 8]))
+    return flip_rows, flip_columns, swap_axes
+
+
 def orient(pixels: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     """apply_orientation as TensorFlow ops, for an int32 scalar orientation (1-8).
 
     Without branches (a reverse and a transpose whose axes are data): in a tf.data
     pipeline each branch costs more than these ops do on an upright image.
     """
-    flip_rows = tf.reduce_any(tf.equal(orientation, [3, 4, 6, 7]))
-    flip_columns = tf.reduce_any(tf.equal(orientation, [2, 3, 7, 8]))
-    swap_axes = tf.reduce_any(tf.equal(orientation, [5, 6, 7, 8]))
+    flip_rows, flip_columns, swap_axes = _orientation_steps(orientation)
     flipped = tf.raw_ops.Reverse(tensor=pixels, dims=tf.stack([flip_rows, flip_columns, False]))
     return tf.transpose(flipped, tf.where(swap_axes, [1, 0, 2], [0, 1, 2]))
 
