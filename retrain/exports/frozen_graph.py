@@ -111,10 +111,10 @@ class FrozenModule:
         extractor = self.extractor
         if not cache_dir or not extractor.fingerprint:
             return ""
-        from retrain import bottlenecks  # The cache's own name for a module.
+        from retrain import bottlenecks, cache_records  # The cache's own names.
 
         name = f"{bottlenecks.mangle_module_name(extractor.cache_name)}_{extractor.height}x{extractor.width}"
-        return storage.join(cache_dir, ".retrain", "frozen", f"{name}_{extractor.fingerprint}.pb")
+        return storage.join(cache_dir, cache_records.RECORDS_FOLDER, "frozen", f"{name}_{extractor.fingerprint}.pb")
 
     @property
     def serialized(self) -> bytes:
