@@ -70,6 +70,13 @@ def _coverage(covered: np.ndarray, hits: np.ndarray) -> tuple[float | None, floa
     return float(covered.mean()), (float(hits[covered].mean()) if covered.any() else None)
 
 
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, count: int) -> np.ndarray:
+    """int64 [count, count]: rows true label index, columns predicted, entries image counts."""
+    matrix = np.zeros((count, count), np.int64)
+    np.add.at(matrix, (np.asarray(true, np.int64), np.asarray(predicted, np.int64)), 1)
+    return matrix
+
+
 def evaluate(
     true: np.ndarray,
     predicted: np.ndarray,
@@ -94,8 +101,7 @@ def evaluate(
     confidences = top_scores if confidences is None else np.asarray(confidences, np.float64)
     covered = confidences >= threshold if threshold is not None else None
     n = len(labels)
-    confusion = np.zeros((n, n), np.int64)
-    np.add.at(confusion, (true, predicted), 1)
+    confusion = confusion_matrix(true, predicted, n)
     hits = true == predicted
     per_label = {}
     for index, label in enumerate(labels):

@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from retrain import config as config_lib
-from retrain import storage
+from retrain import evaluation, storage
 from retrain.bottlenecks import BottleneckSet
 
 # Draws are `randint(0, 2**27) % class size`, as retrain.py drew them.
@@ -380,8 +380,7 @@ def write_evaluation_summaries(
 
     scores = np.asarray(scores, np.float32)
     truth = np.asarray(truth, np.int64)
-    matrix = np.zeros((len(labels), len(labels)), np.int64)
-    np.add.at(matrix, (truth, scores.argmax(axis=1)), 1)
+    matrix = evaluation.confusion_matrix(truth, scores.argmax(axis=1), len(labels))
     writer = tf.summary.create_file_writer(storage.join(summaries_dir, "validation"))
     with writer.as_default():
         tf.summary.image(
