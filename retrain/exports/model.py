@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from retrain.calibration import Calibration
+from retrain.calibration import Calibration, softmax
 from retrain.exports.frozen_graph import FrozenModule
 from retrain.hub_module import FeatureExtractor
 from retrain.preprocessing import Preprocessing
@@ -59,6 +59,4 @@ class TrainedModel:
     def scores_of_bottlenecks(self, bottlenecks: np.ndarray) -> np.ndarray:
         """float32 [n, classes]: the final layer's softmax on float32 [n, dim] bottlenecks."""
         logits = np.asarray(bottlenecks, np.float32) @ self.weights + self.biases
-        logits = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return softmax(logits).astype(np.float32)
