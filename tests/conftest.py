@@ -21,10 +21,30 @@ def tiny_module(tmp_path_factory):
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory):
     """Three learnable colour classes, 30 images each, with folder names to normalise."""
-    root = tmp_path_factory.mktemp("data") / "images"
-    return testing.make_image_folder(
-        str(root), class_names=("Red-Things", "green", "blue_ones"), images_per_class=30, seed=1
+    return make_split_safe_folder(
+        tmp_path_factory.mktemp("data"), "images", class_names=("Red-Things", "green", "blue_ones"),
+        images_per_class=30, seed=1,
     )
+
+
+def make_split_safe_folder(parent, name, class_names, images_per_class, **options):
+    """testing.make_image_folder at parent/name, or at parent/name-1, name-2...: the first
+    root where every class has validation and testing images at 10%/10%.
+
+    The split hashes each image's full path, as retrain.py's did, so which images are held
+    out depends on where pytest puts its temporary folders (pytest-0 here, pytest-90 on
+    CI). Tests that need held-out images must not depend on that.
+    """
+    from retrain import image_lists, storage
+
+    for attempt in range(100):
+        root = os.path.join(str(parent), name if attempt == 0 else f"{name}-{attempt}")
+        files = [(c, f"{c}_{i:03d}.jpg") for c in class_names for i in range(images_per_class)]
+        sets = {(c, image_lists.which_set(storage.join(root, c, f), 10, 10)) for c, f in files}
+        if all((c, s) in sets for c in class_names for s in ("validation", "testing")):
+            return testing.make_image_folder(root, class_names=class_names, images_per_class=images_per_class,
+                                             **options)
+    raise AssertionError(f"no root under {parent} holds out images of every class")
 
 
 def cache_files(root):

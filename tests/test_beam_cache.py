@@ -3,13 +3,14 @@
 import builtins
 import filecmp
 import os
+import pathlib
 
 import numpy as np
 import pytest
 
 import retrain
-from conftest import cache_files, run_tool
-from retrain import beam_cache, module_inputs, testing
+from conftest import cache_files, make_split_safe_folder, run_tool
+from retrain import beam_cache, module_inputs
 from retrain.errors import UserError
 from retrain.preprocessing import Preprocessing
 
@@ -18,8 +19,8 @@ pytest.importorskip("apache_beam", reason='needs pip install "retrain[beam]" (.c
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("beam") / "images"
-    testing.make_image_folder(str(root), class_names=("red", "green"), images_per_class=12, seed=7)
+    root = pathlib.Path(make_split_safe_folder(tmp_path_factory.mktemp("beam"), "images", class_names=("red", "green"),
+                                               images_per_class=12, seed=7))
     (root / "green" / "broken.jpg").write_bytes(b"<html>404</html>")
     return str(root)
 

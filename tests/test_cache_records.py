@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import retrain
-from conftest import cache_files, run_tool
+from conftest import cache_files, make_split_safe_folder, run_tool
 from retrain import bottlenecks, cache_records, legacy, storage, testing
 
 
@@ -34,7 +34,7 @@ def config_for(tmp_path, image_dir, module, name="out", **changes):
 
 @pytest.fixture
 def folder(tmp_path):
-    return testing.make_image_folder(str(tmp_path / "images"), class_names=("red", "green"), images_per_class=12)
+    return make_split_safe_folder(tmp_path, "images", class_names=("red", "green"), images_per_class=12)
 
 
 def touch_all(root, seconds_from_now):

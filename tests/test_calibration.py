@@ -12,6 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 import retrain
+from conftest import make_split_safe_folder
 from retrain import calibration, label_image_main, testing
 from retrain import config as config_lib
 from retrain.exports import frozen_graph
@@ -70,8 +71,8 @@ def test_threshold_rule():
 def held_out_run(tmp_path_factory, tiny_module):
     """Trained on four colours; a fifth (cyan, between green and blue) is held out."""
     root = tmp_path_factory.mktemp("open_world")
-    images = testing.make_image_folder(str(root / "images"), class_names=("red", "green", "blue", "purple"),
-                                       images_per_class=60, seed=2)
+    images = make_split_safe_folder(root, "images", class_names=("red", "green", "blue", "purple"),
+                                    images_per_class=60, seed=2)
     unknown = root / "unknown" / "cyan"
     unknown.mkdir(parents=True)
     rng = np.random.default_rng(5)

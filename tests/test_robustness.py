@@ -1,6 +1,7 @@
 """The folders users really have, Ctrl-C, and failures that must not damage anything."""
 
 import os
+import pathlib
 import signal
 import time
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import cache_files, run_tool, start_tool
+from conftest import cache_files, make_split_safe_folder, run_tool, start_tool
 from retrain import bottlenecks, testing
 
 
@@ -20,8 +21,8 @@ def save(image, path, *args, **kwargs):
 @pytest.fixture(scope="module")
 def trap_folder(tmp_path_factory):
     """Every kind of file a real folder holds, good and bad."""
-    root = tmp_path_factory.mktemp("trap") / "photos"
-    testing.make_image_folder(str(root), class_names=("cats", "dogs"), images_per_class=20, seed=4)
+    root = pathlib.Path(make_split_safe_folder(tmp_path_factory.mktemp("trap"), "photos", class_names=("cats", "dogs"),
+                                               images_per_class=20, seed=4))
     rng = np.random.default_rng(0)
     red = lambda w=40, h=30: testing.synthetic_image(rng, testing.PALETTE[0], min(w, h), max(w, h))  # noqa: E731
     cats = root / "cats"
