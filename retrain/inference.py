@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from retrain import batching, images, storage, tflite_runtime
+from retrain import batching, graph_weights, images, storage, tflite_runtime
 from retrain.calibration import Calibration
 from retrain.errors import UserError
 from retrain.exports import frozen_graph, saved_model
@@ -79,12 +79,14 @@ class FrozenGraphClassifier(Classifier):
             graph_def.ParseFromString(contents)
         except Exception as e:  # protobuf's DecodeError and friends.
             raise UserError(f"{path} is not a TensorFlow GraphDef (.pb) file: {e}") from e
+        graph_def, weights = graph_weights.split_weights(graph_def)
         self._graph = tf.Graph()
         with self._graph.as_default():
             try:
                 tf.compat.v1.import_graph_def(graph_def, name="")
             except (ValueError, tf.errors.OpError) as e:
                 raise UserError(f"Cannot import graph {path}: {str(e).splitlines()[0]}") from e
+        del graph_def
         self._input = self._get_tensor(path, input_layer, "input")
         self._output = self._get_tensor(path, output_layer, "output")
         self._calibrated = self._optional_tensor(frozen_graph.calibrated_output_name(output_layer.split(":")[0]))
@@ -100,6 +102,7 @@ class FrozenGraphClassifier(Classifier):
         self.takes_one_image_per_run = self.takes_encoded_images or not (shape.rank == 4 and shape[0] is None)
         self.class_count = self._output.shape[-1] if self._output.shape.rank else None
         self._session = tf.compat.v1.Session(graph=self._graph, config=_session_config())
+        graph_weights.assign_weights(self._session, weights)
 
     def _get_tensor(self, path, name, role):
         try:

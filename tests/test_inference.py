@@ -33,11 +33,11 @@ def images_dir(tmp_path_factory):
     return testing.make_image_folder(str(root / "imgs"), class_names=("red", "green"), images_per_class=2)
 
 
-def run_graph(graph_def, feeds):
+def run_graph(graph_def, feeds, config=None):
     graph = tf.Graph()
     with graph.as_default():
         v1.import_graph_def(graph_def, name="")
-        with v1.Session(graph=graph) as session:
+        with v1.Session(graph=graph, config=config) as session:
             return session.run("final_result:0", feeds)
 
 
@@ -105,3 +105,34 @@ def test_input_size_flags_for_graphs_without_a_fixed_size(tmp_path, images_dir):
                       f"--image={image}", "--input_height=10", "--input_width=12", "--batch_size=1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith("green ")
+
+
+def test_large_constants_run_from_variables_with_identical_scores(tmp_path):
+    from retrain import graph_weights
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(192, 200)).astype(np.float32)  # 150 KB: moved to a variable.
+    bias = rng.normal(size=200).astype(np.float32)  # 800 bytes: stays a constant.
+
+    def build():
+        pixels = v1.placeholder(tf.float32, [None, 8, 8, 3], name="Placeholder")
+        gate = tf.identity(pixels, name="gate")
+        with tf.control_dependencies([gate]):
+            kernel = tf.constant(weights, name="kernel")
+        logits = tf.matmul(tf.reshape(pixels, [-1, 192]), kernel) + tf.constant(bias, name="bias")
+        tf.nn.softmax(logits, name="final_result")
+
+    graph_def = write_graph(str(tmp_path / "big.pb"), build)
+    light, values = graph_weights.split_weights(graph_def)
+    assert set(values) == {"kernel"} and np.array_equal(values["kernel"], weights)
+    ops = {node.name: node.op for node in light.node}
+    assert ops["kernel"] == "ReadVariableOp" and ops["bias"] == "Const"
+    assert light.ByteSize() < 20_000 < graph_def.ByteSize()
+
+    batch = rng.uniform(size=(5, 8, 8, 3)).astype(np.float32)
+    classifier = inference.FrozenGraphClassifier(str(tmp_path / "big.pb"), graph_def.SerializeToString(),
+                                                 "Placeholder", "final_result")
+    # The graph as it is, with its constants, in a session configured as label-image's.
+    for feed in (batch, batch[:1]):  # Batches of 1 take other kernels (matrix-vector).
+        expected = run_graph(graph_def, {"Placeholder:0": feed}, inference._session_config())
+        np.testing.assert_array_equal(classifier.scores(feed), expected)
