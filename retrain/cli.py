@@ -31,16 +31,21 @@ def _drop_tensorflow_info(record) -> bool:
     return record.levelno >= logging.converter.STANDARD_WARNING or package_dir not in record.pathname
 
 
-def import_tensorflow_quietly(verbose: bool) -> None:
+def import_tensorflow_quietly(verbose: bool, without_keras: bool = False) -> None:
     """Imports TensorFlow and finds its devices with stderr muted, unless verbose.
 
     TF >= 2.16 prints start-up lines (oneDNN, CUDA drivers not found, cuInit) through
     C++ logging that ignores TF_CPP_MIN_LOG_LEVEL; on a CPU-only machine they look
     like errors and bury the tool's own first lines. Python exceptions still surface.
+
+    TensorFlow imports Keras eagerly (for its SavedModel registrations); without_keras
+    skips that for a process that never loads a Keras object (a frozen graph or a
+    TFLite model): about 0.7 s and 50 MB less. Keras stays importable afterwards.
     """
     from retrain.quiet import muted_stderr
 
-    with _pyplot_hidden():
+    hidden = ["matplotlib.pyplot"] + (["keras", "tf_keras"] if without_keras else [])
+    with _unimportable(hidden):
         if verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
             import tensorflow  # noqa: F401
             return
@@ -53,23 +58,23 @@ def import_tensorflow_quietly(verbose: bool) -> None:
 
 
 @contextlib.contextmanager
-def _pyplot_hidden():
-    """matplotlib.pyplot made unimportable for the duration, unless already imported.
+def _unimportable(module_names):
+    """The named modules made unimportable for the duration, except those already imported.
 
-    Keras, which TensorFlow imports, imports pyplot when matplotlib is installed (for an
-    image-gallery helper, and does without it when it is missing): about a second of
-    every start of a tool here. matplotlib itself stays importable, and pyplot again
-    afterwards.
+    Keras, which TensorFlow imports, imports matplotlib.pyplot when matplotlib is
+    installed (for an image-gallery helper, and does without it when it is missing):
+    about a second of every start of a tool here. Importers that find a module
+    missing do without it; the modules are importable again afterwards.
     """
-    if "matplotlib.pyplot" in sys.modules:
-        yield
-        return
-    sys.modules["matplotlib.pyplot"] = None  # The import system's mark for "not importable".
+    hidden = [name for name in module_names if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # The import system's mark for "not importable".
     try:
         yield
     finally:
-        if "matplotlib.pyplot" in sys.modules and sys.modules["matplotlib.pyplot"] is None:
-            del sys.modules["matplotlib.pyplot"]
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def flags_parser(program: str, main_module, allow_positional: bool = False, shared=(), pass_unknown: bool = False):

@@ -19,13 +19,14 @@ mismatched graph or labels file, accuracy below --min_accuracy); 2 bad usage.
 """
 
 import csv
+import os
 import json
 import sys
 
 import numpy as np
 from absl import app, flags, logging
 
-from retrain import cli
+from retrain import cli, storage
 from retrain import config as config_lib
 
 _D = config_lib.LabelImageConfig()
@@ -293,7 +294,9 @@ def main(argv) -> int:
 
     def body():
         config = _config_from_flags(extra_images)
-        cli.import_tensorflow_quietly(verbose=_LOGGING_VERBOSITY.value == "DEBUG")
+        # Only a SavedModel (a folder) may hold Keras objects that need Keras to load.
+        might_hold_keras = not storage.is_local(config.graph) or os.path.isdir(config.graph)
+        cli.import_tensorflow_quietly(verbose=_LOGGING_VERBOSITY.value == "DEBUG", without_keras=not might_hold_keras)
         return classify_and_print(config)
 
     return cli.run_guarded("label-image", body)

@@ -494,15 +494,21 @@ def section_label_image(bench: Bench):
     repeats = 1 if bench.args.quick else 3
     runs = [_run_measured([_tool("label-image"), f"--graph={graph}", f"--labels={out}/output_labels.txt",
                            f"--image={image}"]) for _ in range(repeats)]
-    load = (_TOOLS_IMPORT +
-            f"g = tf.compat.v1.GraphDef(); g.ParseFromString(open({graph!r}, 'rb').read())\n"
-            "with tf.Graph().as_default(): tf.compat.v1.import_graph_def(g, name='')")
-    baseline = [_python_seconds(load) for _ in range(repeats)]
+    graph_load = (f"g = tf.compat.v1.GraphDef(); g.ParseFromString(open({graph!r}, 'rb').read())\n"
+                  "with tf.Graph().as_default(): tf.compat.v1.import_graph_def(g, name='')")
+    baseline = [_python_seconds(_TOOLS_IMPORT + graph_load) for _ in range(repeats)]
+    # label-image on a graph imports TensorFlow without Keras (cli.import_tensorflow_quietly).
+    without_keras = ("from retrain import cli; cli.import_tensorflow_quietly(verbose=True, without_keras=True)\n"
+                     "import tensorflow as tf\n")
+    baseline_without_keras = [_python_seconds(without_keras + graph_load) for _ in range(repeats)]
     f.update(label_image_one_s=_spread([r[0] for r in runs]), label_image_one_peak_rss_mib=max(r[1] for r in runs),
-             tensorflow_import_and_graph_load_s=_spread(baseline))
+             label_image_one_peak_rss_all_mib=[r[1] for r in runs],
+             tensorflow_import_and_graph_load_s=_spread(baseline),
+             tensorflow_import_without_keras_and_graph_load_s=_spread(baseline_without_keras))
     bench.row("label-image, one image", f"{_fmt(f['label_image_one_s'], 2, ' s')}, "
               f"peak RSS {f['label_image_one_peak_rss_mib']:.0f} MiB")
     bench.row("  TensorFlow import + graph load", _fmt(f["tensorflow_import_and_graph_load_s"], 2, " s"))
+    bench.row("  the same, TensorFlow without Keras", _fmt(f["tensorflow_import_without_keras_and_graph_load_s"], 2, " s"))
 
 
 def section_exports(bench: Bench):

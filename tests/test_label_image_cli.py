@@ -216,3 +216,21 @@ def test_help_lists_flags_and_exit_codes():
         assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
     assert "--[no]evaluate" in result.stdout and "--[no]unknown" in result.stdout
     assert "Exit status" in result.stdout
+
+
+def test_tensorflow_imported_without_keras_for_graphs_and_keras_importable_after():
+    """label-image on a frozen graph or TFLite file skips the Keras import TensorFlow does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from retrain import cli\n"
+        "cli.import_tensorflow_quietly(verbose=False, without_keras=True)\n"
+        "import tensorflow as tf\n"
+        "print('keras' in sys.modules, float(tf.reduce_sum(tf.ones(3))))\n"
+        "import keras\n"
+        "print(callable(keras.layers.Dense))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "3.0", "True"], result.stderr[-2000:]
