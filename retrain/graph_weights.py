@@ -20,13 +20,9 @@ MIN_BYTES = 64 * 1024
 _HANDLE_SUFFIX = "/_weights_handle"
 _VALUE_SUFFIX = "/_weights_value"
 
-
-# Plain numeric types, which numpy holds and variables take on every device; others
-# (strings, quantized types of older tools) stay constants.
-_MOVABLE_DTYPES = frozenset(
-    dtype.as_datatype_enum
-    for dtype in (tf.float16, tf.float32, tf.float64, tf.int8, tf.int16, tf.int32, tf.int64, tf.uint8)
-)
+# Weights: floating types, which numpy holds and variables take on every device. Others
+# (integer tables, strings, quantized types of older tools) stay constants.
+_MOVABLE_DTYPES = frozenset(dtype.as_datatype_enum for dtype in (tf.float16, tf.float32, tf.float64))
 
 
 def _is_large_constant(node) -> bool:

@@ -121,13 +121,14 @@ def test_large_constants_run_from_variables_with_identical_scores(tmp_path):
             kernel = tf.constant(weights, name="kernel")
         logits = tf.matmul(tf.reshape(pixels, [-1, 192]), kernel) + tf.constant(bias, name="bias")
         tf.nn.softmax(logits, name="final_result")
+        tf.constant(np.arange(20_000, dtype=np.int32), name="table")  # 80 KB of integers: stays.
 
     graph_def = write_graph(str(tmp_path / "big.pb"), build)
     light, values = graph_weights.split_weights(graph_def)
     assert set(values) == {"kernel"} and np.array_equal(values["kernel"], weights)
     ops = {node.name: node.op for node in light.node}
-    assert ops["kernel"] == "ReadVariableOp" and ops["bias"] == "Const"
-    assert light.ByteSize() < 20_000 < graph_def.ByteSize()
+    assert ops["kernel"] == "ReadVariableOp" and ops["bias"] == ops["table"] == "Const"
+    assert light.ByteSize() < 100_000 < graph_def.ByteSize()
 
     batch = rng.uniform(size=(5, 8, 8, 3)).astype(np.float32)
     classifier = inference.FrozenGraphClassifier(str(tmp_path / "big.pb"), graph_def.SerializeToString(),
