@@ -73,12 +73,7 @@ def exif_orientation(contents: bytes) -> int:
 
     Parses only the header, so contents may be just the file's first bytes.
     """
-    try:
-        with Image.open(io.BytesIO(contents)) as image:
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:  # No header Pillow understands: nothing to apply.
-        return 1
-    return orientation if orientation in range(1, 9) else 1
+    return _parse_header(contents)[0]
 
 
 def read_header(path: str) -> tuple[int, int]:
@@ -86,17 +81,25 @@ def read_header(path: str) -> tuple[int, int]:
     try:
         with storage.open_read(path) as f:
             head = f.read(_HEADER_BYTES)
-        with Image.open(io.BytesIO(head)) as image:
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            width, height = image.size
-    except Exception:  # Not an image Pillow knows the header of: decoding will say.
+    except Exception:  # OSError, or a remote filesystem's own: decoding will report it.
         return 1, 0
-    return (orientation if orientation in range(1, 9) else 1), width * height
+    return _parse_header(head)
 
 
 def read_orientation(path: str) -> int:
     """exif_orientation of the image file at path, reading only its header; 1 if unreadable."""
     return read_header(path)[0]
+
+
+def _parse_header(head: bytes) -> tuple[int, int]:
+    """(EXIF orientation 1-8, pixel count) from an image file's first bytes; (1, 0) if unknown."""
+    try:
+        with Image.open(io.BytesIO(head)) as image:
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            width, height = image.size
+    except Exception:  # No header Pillow understands: nothing to apply; decoding will say.
+        return 1, 0
+    return (orientation if orientation in range(1, 9) else 1), width * height
 
 
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
