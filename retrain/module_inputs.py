@@ -22,7 +22,7 @@ from absl import logging
 
 from retrain import batching, images
 from retrain.batching import BatchDecoder, DecodedBatch
-from retrain.preprocessing import Preprocessing
+from retrain.preprocessing import Preprocessing, compiled_decode
 
 
 def module_input_decoder(
@@ -35,27 +35,29 @@ def module_input_decoder(
     """
 
     def decode(paths):
-        if hint:
-            _hint_fast_decoding(list(paths), preprocessing)
-        return module_input_batches(paths, preprocessing=preprocessing, batch_size=batch_size, workers=workers)
+        paths = list(paths)
+        large = mostly_large(paths, preprocessing)
+        if hint and large and not preprocessing.fast_jpeg_decode:
+            _hint_fast_decoding(paths[len(paths) // 2], preprocessing)
+        return module_input_batches(
+            paths, preprocessing=preprocessing, batch_size=batch_size, workers=workers, large=large
+        )
 
     return decode
 
 
-def _hint_fast_decoding(paths: list[str], preprocessing: Preprocessing) -> None:
-    if preprocessing.fast_jpeg_decode or not paths or not mostly_large(paths, preprocessing):
-        return
-    sample = paths[len(paths) // 2]
+def _hint_fast_decoding(sample: str, preprocessing: Preprocessing) -> None:
+    """Logs the hint when the large image at sample is a JPEG that reduced decoding speeds up."""
     try:
         contents = tf.constant(images.read_contents(sample))
         if not contents.numpy().startswith(b"\xff\xd8\xff"):
             return
         timings = []
         for fast in (False, True):
-            decode = tf.function(Preprocessing(preprocessing.height, preprocessing.width, fast).decode)
-            decode(contents)  # Traced first, timed second.
+            decode = compiled_decode(Preprocessing(preprocessing.height, preprocessing.width, fast))
+            decode(contents, tf.constant(1))  # Traced first, timed second.
             start = time.perf_counter()
-            decode(contents).numpy()
+            decode(contents, tf.constant(1)).numpy()
             timings.append(time.perf_counter() - start)
     except Exception:  # A hint only: whatever fails here, decoding will report.
         return
@@ -83,7 +85,12 @@ def mostly_large(paths: Sequence[str], preprocessing: Preprocessing, sample: int
 
 
 def module_input_batches(
-    paths: Sequence[str], *, preprocessing: Preprocessing, batch_size: int, workers: int | None = None
+    paths: Sequence[str],
+    *,
+    preprocessing: Preprocessing,
+    batch_size: int,
+    workers: int | None = None,
+    large: bool | None = None,
 ) -> Iterator[DecodedBatch]:
     """Yields (positions, float32 tf.Tensor [n, height, width, 3], errors) covering paths.
 
@@ -94,12 +101,14 @@ def module_input_batches(
       paths: image files (any filesystem TensorFlow reads).
       preprocessing: the decoding and the module's input size.
       workers: images decoded at once; default: one per CPU.
+      large: mostly_large(paths, preprocessing), when the caller knows it already.
     """
     paths = list(paths)
     if not paths:
         return  # A warm cache: no pipeline to build (its tracing alone takes a second).
     workers = workers or os.cpu_count() or 1
-    large = mostly_large(paths, preprocessing)
+    if large is None:
+        large = mostly_large(paths, preprocessing)
 
     def numbered_chunks():
         # EXIF headers are read here, on tf.data's thread, a chunk ahead of decoding;

@@ -77,7 +77,7 @@ class Preprocessing:
         """
         contents = images.read_contents(path)
         try:
-            return _compiled_decode(self)(tf.constant(contents), tf.constant(images.exif_orientation(contents))).numpy()
+            return compiled_decode(self)(tf.constant(contents), tf.constant(images.exif_orientation(contents))).numpy()
         except tf.errors.OpError:  # As the pipeline drops any failing file for the Python path.
             return self.read(path)
 
@@ -130,8 +130,10 @@ class Preprocessing:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_decode(preprocessing: Preprocessing):
-    """Preprocessing.decode as one compiled call per image (the frozen dataclass is the key)."""
+def compiled_decode(preprocessing: Preprocessing):
+    """Preprocessing.decode as one compiled call per image: (string scalar file contents,
+    int32 scalar orientation) -> float32 [height, width, 3]. Made once per setting (the
+    frozen dataclass is the key)."""
     return tf.function(
         preprocessing.decode,
         input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)],
