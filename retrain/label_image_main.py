@@ -19,7 +19,6 @@ mismatched graph or labels file, accuracy below --min_accuracy); 2 bad usage.
 """
 
 import csv
-import os
 import json
 import sys
 
@@ -295,7 +294,7 @@ def main(argv) -> int:
     def body():
         config = _config_from_flags(extra_images)
         # Only a SavedModel (a folder) may hold Keras objects that need Keras to load.
-        might_hold_keras = not storage.is_local(config.graph) or os.path.isdir(config.graph)
+        might_hold_keras = not storage.is_local(config.graph) or storage.isdir(config.graph)
         cli.import_tensorflow_quietly(verbose=_LOGGING_VERBOSITY.value == "DEBUG", without_keras=not might_hold_keras)
         return classify_and_print(config)
 
