@@ -58,6 +58,18 @@ def records_dir(bottleneck_dir: str, mangled_module: str) -> str:
     return storage.join(bottleneck_dir, RECORDS_FOLDER, "records", mangled_module)
 
 
+def module_file(bottleneck_dir: str, kind: str, mangled_module: str, detail: str, fingerprint: str, extension: str) -> str:
+    """Where something a run derives from a module once (its frozen graph, its sizes) is kept
+    beside the cache: ``.retrain/<kind>/<module>_<detail>_<fingerprint><extension>``.
+
+    '' without a cache or a fingerprint: nothing is then kept, since a module whose
+    weights cannot be told apart could be another one next time.
+    """
+    if not bottleneck_dir or not fingerprint:
+        return ""
+    return storage.join(bottleneck_dir, RECORDS_FOLDER, kind, f"{mangled_module}_{detail}_{fingerprint}{extension}")
+
+
 class CacheRecords:
     """The records of one module's cache entries in one bottleneck_dir.
 

@@ -176,12 +176,10 @@ def _load_extract(handle: str, location: str, image_size: int | None) -> tuple[t
 
 def _facts_path(facts_dir: str, handle: str, image_size: int | None, fingerprint: str) -> str:
     """Where a module's sizes are recorded: per handle, requested size and fingerprint ('' for none)."""
-    if not facts_dir or not fingerprint:
-        return ""
     from retrain import bottlenecks, cache_records  # The cache's own names.
 
-    name = f"{bottlenecks.mangle_module_name(handle)}_{image_size or 'auto'}_{fingerprint}.json"
-    return storage.join(facts_dir, cache_records.RECORDS_FOLDER, "modules", name)
+    return cache_records.module_file(facts_dir, "modules", bottlenecks.mangle_module_name(handle),
+                                     str(image_size or "auto"), fingerprint, ".json")
 
 
 def _read_facts(path: str) -> tuple[int, int, int] | None:

@@ -108,13 +108,11 @@ class FrozenModule:
         self._lock = threading.Lock()
 
     def _cache_path(self, cache_dir: str) -> str:
-        extractor = self.extractor
-        if not cache_dir or not extractor.fingerprint:
-            return ""
         from retrain import bottlenecks, cache_records  # The cache's own names.
 
-        name = f"{bottlenecks.mangle_module_name(extractor.cache_name)}_{extractor.height}x{extractor.width}"
-        return storage.join(cache_dir, cache_records.RECORDS_FOLDER, "frozen", f"{name}_{extractor.fingerprint}.pb")
+        extractor = self.extractor
+        return cache_records.module_file(cache_dir, "frozen", bottlenecks.mangle_module_name(extractor.cache_name),
+                                         f"{extractor.height}x{extractor.width}", extractor.fingerprint, ".pb")
 
     @property
     def serialized(self) -> bytes:
