@@ -28,8 +28,8 @@ def image_folder(tmp_path_factory):
 
 
 def make_split_safe_folder(parent, name, class_names, images_per_class, **options):
-    """testing.make_image_folder at parent/name, or at parent/name-1, name-2...: the first
-    root where every class has validation and testing images at 10%/10%.
+    """testing.make_image_folder at parent/name, moved to parent/name-1, name-2... until every
+    class has validation and testing images at 10%/10%; returns where it ended.
 
     The split hashes each image's full path, as retrain.py's did, so which images are held
     out depends on where pytest puts its temporary folders (pytest-0 here, pytest-90 on
@@ -37,14 +37,17 @@ def make_split_safe_folder(parent, name, class_names, images_per_class, **option
     """
     from retrain import image_lists, storage
 
-    for attempt in range(100):
-        root = os.path.join(str(parent), name if attempt == 0 else f"{name}-{attempt}")
-        files = [(c, f"{c}_{i:03d}.jpg") for c in class_names for i in range(images_per_class)]
+    root = testing.make_image_folder(os.path.join(str(parent), name), class_names=class_names,
+                                     images_per_class=images_per_class, **options)
+    files = [(c, f) for c in class_names for f in os.listdir(os.path.join(root, c))]
+    for attempt in range(1, 100):
         sets = {(c, image_lists.which_set(storage.join(root, c, f), 10, 10)) for c, f in files}
         if all((c, s) in sets for c in class_names for s in ("validation", "testing")):
-            return testing.make_image_folder(root, class_names=class_names, images_per_class=images_per_class,
-                                             **options)
-    raise AssertionError(f"no root under {parent} holds out images of every class")
+            return root
+        moved = os.path.join(str(parent), f"{name}-{attempt}")
+        os.rename(root, moved)
+        root = moved
+    raise AssertionError(f"no folder under {parent} holds out images of every class")
 
 
 def cache_files(root):

@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import cache_files, run_tool
+from conftest import cache_files, frozen_graph_scores, run_tool
 from retrain import images
 from retrain.config import DistortionConfig
 from retrain.distortions import Distorter, copy_seed, settings_tag
@@ -102,17 +102,8 @@ def run(tmp_path, image_folder, module, name, seed=None, **distortions):
 
 
 def graph_scores(graph_path, image_folder):
-    import tensorflow as tf
-
     paths = [os.path.join(image_folder, "green", f"green_{i:03d}.jpg") for i in range(4)]
-    batch = np.stack([images.to_module_input(images.read_image(p), 24, 24) for p in paths])
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(open(graph_path, "rb").read())
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as session:
-            return session.run("final_result:0", {"Placeholder:0": batch})
+    return frozen_graph_scores(graph_path, paths)[0]
 
 
 DISTORT = dict(flip_left_right=True, random_crop=20, random_scale=20, random_brightness=20)
