@@ -10,8 +10,8 @@ those instead of crashing.
 
 import contextlib
 import dataclasses
-import functools
 import datetime
+import functools
 from typing import Callable
 
 import numpy as np
