@@ -134,6 +134,8 @@ def _run_measured(command, env=None) -> tuple[float, float, str]:
 # TensorFlow imported as the tools import it (cli.import_tensorflow_quietly: without the
 # matplotlib.pyplot that Keras pulls in when matplotlib is installed, about a second).
 _TOOLS_IMPORT = "from retrain import cli; cli.import_tensorflow_quietly(verbose=True)\nimport tensorflow as tf\n"
+# As label-image imports it for a frozen graph or TFLite file: without Keras too.
+_TOOLS_IMPORT_WITHOUT_KERAS = _TOOLS_IMPORT.replace("verbose=True", "verbose=True, without_keras=True")
 
 
 def _python_seconds(code: str) -> float:
@@ -497,10 +499,7 @@ def section_label_image(bench: Bench):
     graph_load = (f"g = tf.compat.v1.GraphDef(); g.ParseFromString(open({graph!r}, 'rb').read())\n"
                   "with tf.Graph().as_default(): tf.compat.v1.import_graph_def(g, name='')")
     baseline = [_python_seconds(_TOOLS_IMPORT + graph_load) for _ in range(repeats)]
-    # label-image on a graph imports TensorFlow without Keras (cli.import_tensorflow_quietly).
-    without_keras = ("from retrain import cli; cli.import_tensorflow_quietly(verbose=True, without_keras=True)\n"
-                     "import tensorflow as tf\n")
-    baseline_without_keras = [_python_seconds(without_keras + graph_load) for _ in range(repeats)]
+    baseline_without_keras = [_python_seconds(_TOOLS_IMPORT_WITHOUT_KERAS + graph_load) for _ in range(repeats)]
     f.update(label_image_one_s=_spread([r[0] for r in runs]), label_image_one_peak_rss_mib=max(r[1] for r in runs),
              label_image_one_peak_rss_all_mib=[r[1] for r in runs],
              tensorflow_import_and_graph_load_s=_spread(baseline),
