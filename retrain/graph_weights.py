@@ -38,6 +38,9 @@ def split_weights(graph_def: tf.compat.v1.GraphDef) -> tuple[tf.compat.v1.GraphD
     Returns:
       (a new GraphDef with a VarHandleOp + ReadVariableOp in place of each large Const,
        {constant name: its value as a numpy array}); graph_def is left as it was.
+
+    Raises:
+      ValueError: a large constant's value is damaged.
     """
     light = tf.compat.v1.GraphDef()
     light.versions.CopyFrom(graph_def.versions)
@@ -47,7 +50,10 @@ def split_weights(graph_def: tf.compat.v1.GraphDef) -> tuple[tf.compat.v1.GraphD
         if not _is_large_constant(node):
             light.node.add().CopyFrom(node)
             continue
-        value = tf.make_ndarray(node.attr["value"].tensor)
+        try:
+            value = tf.make_ndarray(node.attr["value"].tensor)
+        except (ValueError, TypeError) as e:  # Its bytes do not fill its shape.
+            raise ValueError(f"constant {node.name} is damaged ({e})") from e
         weights[node.name] = value
         dtype = node.attr["dtype"]
         handle = light.node.add(name=node.name + _HANDLE_SUFFIX, op="VarHandleOp", device=node.device)

@@ -79,10 +79,10 @@ class FrozenGraphClassifier(Classifier):
             graph_def.ParseFromString(contents)
         except Exception as e:  # protobuf's DecodeError and friends.
             raise UserError(f"{path} is not a TensorFlow GraphDef (.pb) file: {e}") from e
-        graph_def, weights = graph_weights.split_weights(graph_def)
         self._graph = tf.Graph()
         with self._graph.as_default():
             try:
+                graph_def, weights = graph_weights.split_weights(graph_def)
                 tf.compat.v1.import_graph_def(graph_def, name="")
             except (ValueError, tf.errors.OpError) as e:
                 raise UserError(f"Cannot import graph {path}: {str(e).splitlines()[0]}") from e

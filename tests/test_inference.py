@@ -137,3 +137,18 @@ def test_large_constants_run_from_variables_with_identical_scores(tmp_path):
     for feed in (batch, batch[:1]):  # Batches of 1 take other kernels (matrix-vector).
         expected = run_graph(graph_def, {"Placeholder:0": feed}, inference._session_config())
         np.testing.assert_array_equal(classifier.scores(feed), expected)
+
+
+def test_a_damaged_large_constant_is_one_clear_error(tmp_path):
+    from retrain.errors import UserError
+
+    def build():
+        pixels = v1.placeholder(tf.float32, [None, 4], name="Placeholder")
+        tf.nn.softmax(tf.matmul(pixels, tf.constant(np.ones((4, 5000), np.float32), name="kernel")), name="final_result")
+
+    graph_def = write_graph(str(tmp_path / "ok.pb"), build)
+    kernel = next(node for node in graph_def.node if node.name == "kernel")
+    kernel.attr["value"].tensor.tensor_content = kernel.attr["value"].tensor.tensor_content[:-8]
+    with pytest.raises(UserError, match=r"Cannot import graph .*damaged.pb: constant kernel is damaged"):
+        inference.FrozenGraphClassifier(str(tmp_path / "damaged.pb"), graph_def.SerializeToString(),
+                                        "Placeholder", "final_result")
