@@ -127,6 +127,7 @@ def _parse_files(paths: list[str], dim: int, batch_size: int = 512):
         return
     import tensorflow as tf  # Only here: the rest of the cache needs no TensorFlow.
 
+    @tf.autograph.experimental.do_not_convert  # Plain ops: AutoGraph would only cost time.
     def parse(index, path):
         values = tf.strings.to_number(tf.strings.split(tf.io.read_file(path), ","), tf.float32)
         return index, tf.ensure_shape(values, [dim])

@@ -42,6 +42,7 @@ class Distorter:
         self._distort = tf.function(
             self._distort_graph,
             input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int64)],
+            autograph=False,
         )
 
     def __call__(self, pixels: np.ndarray, seed) -> np.ndarray:

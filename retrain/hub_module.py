@@ -152,7 +152,7 @@ def _load_extract(handle: str, location: str, image_size: int | None) -> tuple[t
         )
     height, width = fixed_size or (image_size or config.FALLBACK_IMAGE_SIZE,) * 2
 
-    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)], autograph=False)
     def extract(images):
         features = call(images)
         if isinstance(features, dict):

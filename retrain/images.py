@@ -155,6 +155,7 @@ def _scale_and_resize(height: int, width: int):
     return tf.function(
         lambda pixels: scale_orient_resize(pixels, tf.constant(1), height, width),
         input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
+        autograph=False,
     )
 
 

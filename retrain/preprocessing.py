@@ -137,6 +137,7 @@ def compiled_decode(preprocessing: Preprocessing):
     return tf.function(
         preprocessing.decode,
         input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)],
+        autograph=False,
     )
 
 

@@ -193,7 +193,7 @@ class Trainer:
         self.layer.biases.assign_sub(self.learning_rate * tf.reduce_sum(d_logits, axis=0))
         self.step.assign_add(1)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def _step_on(self, features, labels):
         """One step on a batch made outside (distorted images)."""
         self._apply_step(features, labels, self._train_writer is not None)
@@ -244,7 +244,7 @@ class Trainer:
         )
         return steps.stack(), rows.stack()
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def _evaluate_on(self, features, labels):
         """_evaluation after steps on batches made outside."""
         return self._evaluation(features, labels)

@@ -57,8 +57,11 @@ class _Classifier(tf.Module):
         )
         self._top_k = min(TOP_K, len(model.labels))
         image_spec = tf.TensorSpec([None, extractor.height, extractor.width, 3], tf.float32, name="image")
-        self.serve = tf.function(self._serve, input_signature=[image_spec])
-        self.serve_bytes = tf.function(self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+        # Plain TensorFlow ops: AutoGraph would only lengthen the export.
+        self.serve = tf.function(self._serve, input_signature=[image_spec], autograph=False)
+        self.serve_bytes = tf.function(
+            self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="images")], autograph=False
+        )
 
     def _logits(self, images):
         return tf.matmul(self._extract(images), self.final_weights) + self.final_biases
