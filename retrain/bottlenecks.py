@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 from absl import logging
 
-from retrain import batching, cache_records, storage
+from retrain import batching, cache_records, float_text, storage
 from retrain.batching import BatchDecoder
 from retrain.cache_records import CacheRecords
 from retrain.errors import Interrupted
@@ -47,7 +47,7 @@ def bottleneck_path(bottleneck_dir: str, dir_name: str, file_name: str, module_h
 
 def format_bottleneck(values: np.ndarray) -> str:
     """float32 [dim] as retrain.py wrote it: shortest round-trip decimals, comma separated."""
-    return ",".join(str(v) for v in np.asarray(values, dtype=np.float32).ravel())
+    return float_text.format_float32(values)
 
 
 def parse_bottleneck(text: str, dim: int | None = None) -> np.ndarray:

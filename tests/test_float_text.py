@@ -1,0 +1,48 @@
+"""The cache's text: numpy's str() of each float32, with or without the compiled writer."""
+
+import numpy as np
+import pytest
+
+from retrain import bottlenecks, float_text
+
+# Where the two writers' rules differ or numpy is particular: signed zeros, non-finite
+# values, the ends of positional notation, powers of two, subnormals, the largest float32.
+_EDGES = np.array(
+    [0.0, -0.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45, 1.1754944e-38, 3.4028235e38, 9.9999997e-05, 1e-4,
+     1.001e-4, 1.0009e-4, 998999.9, 999000, 999999.9, 1e6, 1e16, 0.5, 2.0, 2.0**-10, 2.0**-14, 1 / 3, 1e-8,
+     1.5e-5, 123456.79, -2.5, 7.0, 100.0],
+    np.float32,
+)
+
+
+def _numpy_str(values):
+    return ",".join(str(value) for value in np.asarray(values, np.float32).ravel())
+
+
+def _samples(rng):
+    yield _EDGES
+    yield rng.integers(0, 2**32, 20_000, dtype=np.uint64).astype(np.uint32).view(np.float32)  # Every exponent.
+    yield np.maximum(rng.normal(0.3, 0.6, 20_000), 0).astype(np.float32)  # ReLU-like bottlenecks, many zeros.
+    yield (np.exp(rng.uniform(-12, 16, 20_000)) * rng.choice([-1, 1], 20_000)).astype(np.float32)
+    yield (rng.integers(-3000, 3000, 20_000) / rng.choice([1, 2, 8, 10, 1000, 1024], 20_000)).astype(np.float32)
+
+
+def test_numpy_path_is_str_of_each_float32():
+    values = np.array([1 / 3, 1e-8, -2.5, 0.0, 123456.79], np.float64)
+    assert float_text.format_float32(values, compiled=False) == "0.33333334,1e-08,-2.5,0.0,123456.79"
+    assert float_text.format_float32(np.zeros(0, np.float32)) == ""
+
+
+def test_compiled_writer_writes_numpys_text_for_every_kind_of_value():
+    pytest.importorskip("orjson", reason='the compiled writer is the "fast" extra')
+    assert float_text.orjson is not None
+    for values in _samples(np.random.default_rng(0)):
+        expected = _numpy_str(values)
+        assert float_text.format_float32(values) == expected
+        assert float_text.format_float32(values, compiled=False) == expected
+
+
+def test_cache_text_reads_back_bit_for_bit():
+    values = np.concatenate([v[np.isfinite(v)] for v in _samples(np.random.default_rng(1))])
+    parsed = bottlenecks.parse_bottleneck(bottlenecks.format_bottleneck(values), values.size)
+    np.testing.assert_array_equal(parsed.view(np.uint32), values.view(np.uint32))
