@@ -273,11 +273,14 @@ def _orientation_steps(orientation: tf.Tensor):
 def orient(pixels: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     """apply_orientation as TensorFlow ops, for an int32 scalar orientation (1-8).
 
-    Without branches (a reverse and a transpose whose axes are data): in a tf.data
-    pipeline each branch costs more than these ops do on an upright image.
+    Without branches (a slice whose strides and a transpose whose axes are data): in a
+    tf.data pipeline each branch costs more than these ops do on an upright image. With
+    strides of 1 and axes in order both hand the input on uncopied (a Reverse op copied
+    it: 0.6 ms of a 0.2-megapixel image's 2.5 ms here).
     """
     flip_rows, flip_columns, swap_axes = _orientation_steps(orientation)
-    flipped = tf.raw_ops.Reverse(tensor=pixels, dims=tf.stack([flip_rows, flip_columns, False]))
+    strides = tf.stack([tf.where(flip_rows, -1, 1), tf.where(flip_columns, -1, 1), 1])
+    flipped = tf.strided_slice(pixels, [0, 0, 0], [0, 0, 0], strides, begin_mask=0b111, end_mask=0b111)
     return tf.transpose(flipped, tf.where(swap_axes, [1, 0, 2], [0, 1, 2]))
 
 
