@@ -74,7 +74,8 @@ def relative_path(path: str, start: str) -> str:
 
 
 def _temporary_name(path: str, suffix: str) -> str:
-    return join(dirname(path), f".{basename(path)}.{secrets.token_hex(6)}{suffix}")
+    head, tail = (os.path.split(path) if is_local(path) else posixpath.split(path.rstrip("/")))
+    return join(head, f".{tail}.{secrets.token_hex(6)}{suffix}")
 
 
 class Storage:
@@ -156,12 +157,20 @@ class LocalStorage(Storage):
         shutil.rmtree(path, ignore_errors=True)
 
     def write_bytes(self, path, data):
-        parent = os.path.dirname(path) or "."
-        os.makedirs(parent, exist_ok=True)
-        temp_path, fd = _create_exclusive(path)
+        # A cache writes thousands of small files: the folder is made only when missing,
+        # and the bytes go straight to the descriptor.
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            temp_path, fd = _create_exclusive(path)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            temp_path, fd = _create_exclusive(path)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
             os.replace(temp_path, path)
         except BaseException:
             with contextlib.suppress(OSError):
