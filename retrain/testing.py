@@ -179,10 +179,11 @@ def build_keras_module(path: str, application: str = "EfficientNetB0", size: int
 
 
 def build_near_free_module(path: str, size: int = 224, feature_dim: int = 1280, seed: int = 0) -> str:
-    """Saves a module of one small layer (pooling and a 192 x feature_dim matrix): almost no compute.
+    """Saves a module of one small layer (an 8x8 grid of pixels times a 192 x feature_dim matrix).
 
-    With it, bottleneck extraction measures everything but the module: reading,
-    decoding, resizing and writing the cache.
+    It reads 192 of each image's values, so extraction with it measures everything but
+    the module: reading, decoding, resizing and writing the cache. (Pooling every pixel
+    instead cost 0.2 ms an image here, 3% of decoding one.)
     """
     import tensorflow as tf
 
@@ -195,8 +196,9 @@ def build_near_free_module(path: str, size: int = 224, feature_dim: int = 1280, 
 
         @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
         def __call__(self, images):
-            pooled = tf.image.resize(images, [8, 8], method="area")
-            return tf.tanh(tf.matmul(tf.reshape(pooled, [-1, 192]), self.mixing))
+            step = size // 8
+            grid = images[:, step // 2 :: step, step // 2 :: step, :][:, :8, :8, :]
+            return tf.tanh(tf.matmul(tf.reshape(grid, [-1, 192]), self.mixing))
 
     tf.saved_model.save(NearFreeFeatureVector(), path)
     return path
