@@ -32,11 +32,11 @@ def format_float32(values: np.ndarray, compiled: bool = True) -> str:
     if orjson is None or not compiled or vector.size == 0:
         return _numpy_text(vector)
     text = orjson.dumps(vector, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode("ascii")
-    magnitude = np.abs(vector)
-    with np.errstate(invalid="ignore"):
-        elsewhere = ~((magnitude >= _POSITIONAL_LOW) & (magnitude < _POSITIONAL_HIGH)) & (vector != 0)
-    if not elsewhere.any():
+    magnitude = np.abs(vector)  # Comparisons with NaN are False, without a warning.
+    positional = (magnitude >= _POSITIONAL_LOW) & (magnitude < _POSITIONAL_HIGH)
+    if np.count_nonzero(positional) + np.count_nonzero(vector == 0) == vector.size:
         return text
+    elsewhere = ~positional & (vector != 0)
     pieces = text.split(",")
     for index in np.flatnonzero(elsewhere):
         pieces[index] = str(vector[index])
