@@ -45,3 +45,17 @@ def format_float32(values: np.ndarray, compiled: bool = True) -> str:
 
 def _numpy_text(vector: np.ndarray) -> str:
     return ",".join(str(value) for value in vector)
+
+
+def _compiled_agrees() -> bool:
+    """Whether the installed orjson prints float32 as numpy does (a version that printed
+    the float64 value instead would still read back right, but make other files)."""
+    sample = np.array([0.1, 1 / 3, 2.5, 0.0, -7.0, 123456.79, 0.00012345], np.float32)
+    try:
+        return format_float32(sample) == _numpy_text(sample)
+    except Exception:  # noqa: BLE001 - any failure means: do not use it.
+        return False
+
+
+if orjson is not None and not _compiled_agrees():
+    orjson = None

@@ -46,3 +46,15 @@ def test_cache_text_reads_back_bit_for_bit():
     values = np.concatenate([v[np.isfinite(v)] for v in _samples(np.random.default_rng(1))])
     parsed = bottlenecks.parse_bottleneck(bottlenecks.format_bottleneck(values), values.size)
     np.testing.assert_array_equal(parsed.view(np.uint32), values.view(np.uint32))
+
+
+def test_an_orjson_that_prints_other_text_is_not_used(monkeypatch):
+    class PrintsFloat64:  # As a writer that printed the float64 value would.
+        OPT_SERIALIZE_NUMPY = 0
+
+        @staticmethod
+        def dumps(vector, option=0):
+            return ("[" + ",".join(repr(float(v)) for v in vector) + "]").encode()
+
+    monkeypatch.setattr(float_text, "orjson", PrintsFloat64)
+    assert not float_text._compiled_agrees()
