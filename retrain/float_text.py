@@ -1,9 +1,9 @@
 """float32 vectors as retrain.py's cache text: numpy's ``str()`` of each value, joined by commas.
 
 That text is the shortest decimal that reads back as the same float32 (``0.33333334``,
-``1e-05``). numpy writes it one Python call per value, about 1 us each here: 2 ms for a
-2,048-value bottleneck, a sixth of the time a core spends on an image when the module is
-cheap or runs on a GPU. With the ``fast`` extra (``pip install "retrain[fast]"``: orjson,
+``1e-05``). numpy writes it one Python call per value, about 1 us each here: 1.8 ms for a
+2,048-value bottleneck, a quarter of what decoding an ordinary photo costs, which is what
+limits extraction when the module is cheap or runs on a GPU. With the ``fast`` extra (``pip install "retrain[fast]"``: orjson,
 whose compiled Ryu prints the same shortest decimals), a whole vector takes about 0.1 ms.
 
 The two agree wherever both print positional notation; orjson has other rules for

@@ -130,7 +130,7 @@ def module_input_batches(
         ),
     ).unbatch()
 
-    @tf.autograph.experimental.do_not_convert  # Plain TensorFlow ops: converting costs 0.1-0.5 s a run.
+    @tf.autograph.experimental.do_not_convert  # Plain TensorFlow ops: converting cost 0.5 s a cold run.
     def read_and_decode(index, path, orientation):
         return index, preprocessing.decode(tf.io.read_file(path), orientation, large)
 
