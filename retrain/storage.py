@@ -74,8 +74,7 @@ def relative_path(path: str, start: str) -> str:
 
 
 def _temporary_name(path: str, suffix: str) -> str:
-    head, tail = (os.path.split(path) if is_local(path) else posixpath.split(path.rstrip("/")))
-    return join(head, f".{tail}.{secrets.token_hex(6)}{suffix}")
+    return join(dirname(path), f".{basename(path)}.{secrets.token_hex(6)}{suffix}")
 
 
 class Storage:
