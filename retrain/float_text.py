@@ -3,8 +3,9 @@
 That text is the shortest decimal that reads back as the same float32 (``0.33333334``,
 ``1e-05``). numpy writes it one Python call per value, about 1 us each here: 1.8 ms for a
 2,048-value bottleneck, a quarter of what decoding an ordinary photo costs, which is what
-limits extraction when the module is cheap or runs on a GPU. With the ``fast`` extra (``pip install "retrain[fast]"``: orjson,
-whose compiled Ryu prints the same shortest decimals), a whole vector takes about 0.1 ms.
+limits extraction when the module is cheap or runs on a GPU. With the ``fast`` extra
+(``pip install "retrain[fast]"``: orjson, whose compiled Ryu prints the same shortest
+decimals), a whole vector takes about 0.1 ms.
 
 The two agree wherever both print positional notation; orjson has other rules for
 scientific notation (numpy 2 switches below 1e-4 and, for float32, from 1e6) and writes
