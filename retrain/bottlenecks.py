@@ -414,6 +414,8 @@ def load_or_compute_entries(
     failed: dict[str, str] = {}
     if missing:
         logging.info("Computing %d bottlenecks (%d found in the cache).", len(missing), len(entries) - len(missing))
+        if writable and not float_text.compiled():
+            logging.info("Cache files are written by numpy: %s.", float_text.INSTALL_HINT)
     processed = len(entries) - len(missing)
     writer = _CacheWriter(records, bottleneck_dir, writable)
     try:

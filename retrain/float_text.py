@@ -20,6 +20,8 @@ try:
 except ImportError:  # The extra is optional: numpy writes the same text, slower.
     orjson = None
 
+INSTALL_HINT = 'pip install "retrain[fast]" writes the same cache files faster (it counts with a cheap module or a GPU)'
+
 # orjson and numpy print the same digits here, both positionally, in every numpy since 1.14.
 _POSITIONAL_LOW, _POSITIONAL_HIGH = 1.001e-4, 999_000.0
 
@@ -42,6 +44,11 @@ def format_float32(values: np.ndarray, compiled: bool = True) -> str:
     for index in np.flatnonzero(elsewhere):
         pieces[index] = str(vector[index])
     return ",".join(pieces)
+
+
+def compiled() -> bool:
+    """Whether the compiled writer (the fast extra) is in use."""
+    return orjson is not None
 
 
 def _numpy_text(vector: np.ndarray) -> str:

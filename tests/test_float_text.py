@@ -58,3 +58,33 @@ def test_an_orjson_that_prints_other_text_is_not_used(monkeypatch):
 
     monkeypatch.setattr(float_text, "orjson", PrintsFloat64)
     assert not float_text._compiled_agrees()
+
+
+def test_without_the_extra_a_run_that_computes_names_the_install_once(tmp_path, caplog, monkeypatch):
+    from retrain import image_lists
+
+    caplog.set_level("INFO", logger="absl")
+    for name in ("a", "b"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "imgs" / name / f"{name}{i}.jpg").write_text("x")
+    lists = image_lists.create_image_lists(str(tmp_path / "imgs"), 0, 0)
+
+    def compute(cache):
+        return bottlenecks.load_or_compute(
+            image_lists=lists, bottleneck_dir=str(tmp_path / cache), module_handle="m", dim=2,
+            decode=lambda paths: iter([(list(range(len(paths))), np.zeros((len(paths), 1)), [])]),
+            extract=lambda batch: np.full((len(batch), 2), 0.5, np.float32),
+        )
+
+    monkeypatch.setattr(float_text, "orjson", None)
+    compute("numpy_cache")
+    hints = [m for m in caplog.messages if 'pip install "retrain[fast]"' in m]
+    assert len(hints) == 1
+    caplog.clear()
+    compute("numpy_cache")  # Nothing computed: nothing to say.
+    assert not any("retrain[fast]" in m for m in caplog.messages)
+    monkeypatch.setattr(float_text, "orjson", pytest.importorskip("orjson"))
+    caplog.clear()
+    compute("compiled_cache")
+    assert not any("retrain[fast]" in m for m in caplog.messages)
