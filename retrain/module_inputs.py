@@ -110,25 +110,26 @@ def module_input_batches(
     if large is None:
         large = mostly_large(paths, preprocessing)
 
-    def numbered_chunks():
-        # EXIF headers are read here, on tf.data's thread, a chunk ahead of decoding;
-        # chunks, because each call into Python from tf.data costs more than a header.
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            yield (
-                np.arange(start, start + len(chunk), dtype=np.int64),
-                np.array(chunk, dtype=object),
-                np.array([images.read_orientation(path) for path in chunk], dtype=np.int32),
-            )
+    def orientations(start):
+        # EXIF headers are read in Python, a chunk at a time on tf.data's thread, ahead of
+        # decoding; chunks, because each call into Python from tf.data costs more than a header.
+        chunk = paths[int(start) : int(start) + batch_size]
+        return np.array([images.read_orientation(path) for path in chunk], dtype=np.int32)
 
-    dataset = tf.data.Dataset.from_generator(
-        numbered_chunks,
-        output_signature=(
-            tf.TensorSpec([None], tf.int64),
-            tf.TensorSpec([None], tf.string),
-            tf.TensorSpec([None], tf.int32),
-        ),
-    ).unbatch()
+    @tf.autograph.experimental.do_not_convert  # Plain TensorFlow ops.
+    def numbered_chunk(start, chunk_paths):
+        orientation = tf.numpy_function(orientations, [start], tf.int32, stateful=False)
+        indices = tf.range(start, start + tf.size(chunk_paths, out_type=tf.int64))
+        return indices, chunk_paths, tf.ensure_shape(orientation, [None])
+
+    # Not Dataset.from_generator: the same chunks through it cost 2.5 ms more CPU per image
+    # (decoding alone ran 1.5x slower, measured on 200 ordinary JPEGs).
+    dataset = tf.data.Dataset.zip(
+        tf.data.Dataset.range(0, len(paths), batch_size),
+        # fsencode: a name that is not UTF-8 (surrogate-escaped by Python) goes as its own bytes.
+        tf.data.Dataset.from_tensor_slices(tf.constant([os.fsencode(path) for path in paths], tf.string)).batch(batch_size),
+    )
+    dataset = dataset.map(numbered_chunk).unbatch()
 
     @tf.autograph.experimental.do_not_convert  # Plain TensorFlow ops: converting cost 0.5 s a cold run.
     def read_and_decode(index, path, orientation):

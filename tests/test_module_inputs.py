@@ -1,5 +1,8 @@
 """The tf.data path gives the Python path's pixels, and the same skips, for every file."""
 
+import os
+import sys
+
 import numpy as np
 import tensorflow as tf
 import pytest
@@ -97,5 +100,16 @@ def test_batches_hold_batch_size_images_and_no_paths_gives_no_batches(tmp_path, 
     sizes = [len(p) for p, _, _ in module_inputs.module_input_batches(paths, preprocessing=EXACT, batch_size=3)]
     assert sizes == [3, 3, 1]
     # Nothing to decode (a warm cache): no pipeline is even built.
-    monkeypatch.setattr(tf.data.Dataset, "from_generator", None)
+    monkeypatch.setattr(tf.data.Dataset, "from_tensor_slices", None)
     assert list(module_inputs.module_input_batches([], preprocessing=EXACT, batch_size=3)) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="file names that are not UTF-8 exist on Linux")
+def test_names_that_are_not_utf8_are_decoded_by_tensorflow_too(tmp_path):
+    # A name as some cameras and old archives write it: Latin-1 bytes, surrogate-escaped by Python.
+    odd = write(tmp_path, os.fsdecode(b"caf\xe9.png"), pattern(6, 6, 1), "PNG")
+    paths = [write(tmp_path, "plain.png", pattern(6, 6, 2), "PNG"), odd]
+    batches = list(module_inputs.module_input_batches(paths, preprocessing=EXACT, batch_size=2))
+    assert [positions for positions, _, _ in batches] == [[0, 1]]
+    assert isinstance(batches[0][1], tf.Tensor)  # The pipeline's, not the Python path's.
+    np.testing.assert_array_equal(batches[0][1][1].numpy(), python_path(odd))
