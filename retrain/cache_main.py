@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags, logging
 
-from retrain import cache_flags, cli
+from retrain import cache_flags, cli, memory
 from retrain import config as config_lib
 
 _LOGGING_VERBOSITY = flags.DEFINE_enum(
@@ -64,6 +64,7 @@ def main(argv) -> int:
 
 def run() -> None:
     """Console entry point of `retrain-cache`."""
+    memory.limit_allocator_arenas()  # Before TensorFlow starts its threads.
     cli.quiet_tensorflow()
     app.run(
         main,

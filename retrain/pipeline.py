@@ -23,6 +23,7 @@ from retrain import (
     hub_module,
     image_lists,
     images,
+    memory,
     module_inputs,
     storage,
     train,
@@ -162,20 +163,6 @@ def _bottlenecks(config: RetrainConfig, lists, extractor, preprocessing: Preproc
     return sets, failed + training_failed, batches, counts
 
 
-def _return_freed_memory() -> None:
-    """Gives the memory freed after extraction back to the system (glibc's malloc_trim; Linux only).
-
-    The module's activations for a batch take hundreds of MB; freed, they stay in the
-    process's heap, and what comes next (freezing the graph) would add to them.
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # Not glibc: the memory is reused by this process instead.
-
-
 def _representative_paths(lists, failed_images, seed: int) -> tuple[str, ...]:
     """Every readable training image, in an order drawn from the seed (int8 takes the first few hundred)."""
     failed = {path for path, _ in failed_images}
@@ -298,7 +285,7 @@ def run(config: RetrainConfig) -> RetrainResult:
     )
     preprocessing = Preprocessing(extractor.height, extractor.width, config.fast_jpeg_decode)
     sets, failed_images, batch_source, (computed, reused) = _bottlenecks(config, lists, extractor, preprocessing, seed)
-    _return_freed_memory()
+    memory.return_freed_memory()
     training_classes = len(set(sets["training"].labels.tolist())) if batch_source is None else len(batch_source.by_class)
     if training_classes < 2:
         raise UserError(

@@ -15,7 +15,7 @@ Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.
 
 from absl import app, flags, logging
 
-from retrain import cache_flags, cli
+from retrain import cache_flags, cli, memory
 from retrain import config as config_lib
 
 _D = config_lib.RetrainConfig()
@@ -247,6 +247,7 @@ def main(argv) -> int:
 
 def run() -> None:
     """Console entry point of `retrain`."""
+    memory.limit_allocator_arenas()  # Before TensorFlow starts its threads.
     cli.quiet_tensorflow()
     import sys
 
