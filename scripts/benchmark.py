@@ -21,7 +21,9 @@ synthetic images, then runs the sections asked for (default: all):
                that module alone
   e2e          the `retrain` command as a user runs it, cold and warm (wall time, peak
                RSS), beside TensorFlow's import and the module's load; a cold run on the
-               phone photos (peak RSS)
+               phone photos (peak RSS); the cold start-up of extraction in a fresh
+               process: when the first batch is decoded, and what the first batch costs
+               beyond its share of the steady rate
   label_image  `label-image` on one image: wall time and peak RSS, beside TensorFlow's
                import and the graph's load
   exports      per deployable format (frozen graph, SavedModel, TFLite float, float16,
@@ -141,6 +143,46 @@ _TOOLS_IMPORT_WITHOUT_KERAS = _TOOLS_IMPORT.replace("verbose=True", "verbose=Tru
 def _python_seconds(code: str) -> float:
     """Wall seconds of `python -c code` (TensorFlow's own start-up, measured the same way)."""
     return _run_measured([sys.executable, "-c", code], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})[0]
+
+
+# Run in a fresh process: a cold extraction of 96 images, timing each call of the module.
+_STARTUP_PROBE = """
+import json, shutil, sys, time
+from retrain import cli
+cli.quiet_tensorflow(); cli.import_tensorflow_quietly(verbose=False)
+import tensorflow as tf
+from retrain import bottlenecks, hub_module, image_lists, module_inputs
+from retrain.preprocessing import Preprocessing
+module, image_dir, cache_dir, out = sys.argv[1:5]
+extractor = hub_module.load_feature_extractor(module)
+extractor.extract  # Loaded here: a first run loads it before extracting too.
+lists = image_lists.create_image_lists(image_dir, 10, 10)
+for sets in lists.values():
+    sets.update(training=sets["training"][:24], testing=[], validation=[])
+shutil.rmtree(cache_dir, ignore_errors=True)
+calls = []
+def extract(batch):
+    start = time.perf_counter()
+    features = extractor.extract(tf.convert_to_tensor(batch)).numpy()
+    calls.append((start, time.perf_counter(), len(features)))
+    return features
+begin = time.perf_counter()
+bottlenecks.load_or_compute(image_lists=lists, bottleneck_dir=cache_dir, module_handle=extractor.cache_name,
+    module_fingerprint=extractor.fingerprint, dim=extractor.feature_dim, extract=extract,
+    decode=module_inputs.module_input_decoder(Preprocessing(extractor.height, extractor.width), 32))
+steady = min((end - start) / n for start, end, n in calls[1:]) * calls[0][2]
+with open(out, "w") as f:
+    json.dump({"first_batch_s": calls[0][0] - begin, "first_call_extra_s": calls[0][1] - calls[0][0] - steady,
+               "startup_lost_s": calls[0][1] - begin - steady}, f)
+"""
+
+
+def _startup_probe(bench) -> dict:
+    """Seconds of a cold extraction's start-up in a fresh process (see _STARTUP_PROBE)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        _run_measured([sys.executable, "-c", _STARTUP_PROBE, bench.inception, bench.image_dir,
+                       os.path.join(bench.workdir, "startup_cache"), out.name])
+        return json.load(out)
 
 
 class Bench:
@@ -485,6 +527,13 @@ def section_e2e(bench: Bench):
                                            ["--how_many_training_steps=100"]))
     f.update(e2e_phone_cold_s=phone[0], e2e_phone_peak_rss_mib=phone[1])
     bench.row(f"retrain, cold, {bench.args.phone_photos} phone photos", f"{phone[0]:.1f} s, peak RSS {phone[1]:.0f} MiB")
+
+    probes = [_startup_probe(bench) for _ in range(1 if bench.args.quick else 3)]
+    for key in ("first_batch_s", "first_call_extra_s", "startup_lost_s"):
+        f[f"cold_{key}"] = _spread([probe[key] for probe in probes])
+    bench.row("cold start-up: first batch decoded", _fmt(f["cold_first_batch_s"], 2, " s"))
+    bench.row("  the module's first call beyond the steady rate", _fmt(f["cold_first_call_extra_s"], 2, " s"))
+    bench.row("  start-up lost in all (first batch's features late by)", _fmt(f["cold_startup_lost_s"], 2, " s"))
 
 
 def section_label_image(bench: Bench):
