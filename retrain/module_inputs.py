@@ -123,11 +123,12 @@ def module_input_batches(
         return indices, chunk_paths, tf.ensure_shape(orientation, [None])
 
     # Not Dataset.from_generator: the same chunks through it cost 2.5 ms more CPU per image
-    # (decoding alone ran 1.5x slower, measured on 200 ordinary JPEGs).
+    # (decoding alone 243 against 452 ordinary JPEGs/s on 2 cores).
+    # fsencode: a name that is not UTF-8 (surrogate-escaped by Python) goes as its own bytes.
+    path_bytes = tf.constant([os.fsencode(path) for path in paths], tf.string)
     dataset = tf.data.Dataset.zip(
         tf.data.Dataset.range(0, len(paths), batch_size),
-        # fsencode: a name that is not UTF-8 (surrogate-escaped by Python) goes as its own bytes.
-        tf.data.Dataset.from_tensor_slices(tf.constant([os.fsencode(path) for path in paths], tf.string)).batch(batch_size),
+        tf.data.Dataset.from_tensor_slices(path_bytes).batch(batch_size),
     )
     dataset = dataset.map(numbered_chunk).unbatch()
 
