@@ -118,7 +118,7 @@ def module_input_batches(
 
     @tf.autograph.experimental.do_not_convert  # Plain TensorFlow ops.
     def numbered_chunk(start, chunk_paths):
-        orientation = tf.numpy_function(orientations, [start], tf.int32, stateful=False)
+        orientation = tf.numpy_function(orientations, [start], tf.int32)
         indices = tf.range(start, start + tf.size(chunk_paths, out_type=tf.int64))
         return indices, chunk_paths, tf.ensure_shape(orientation, [None])
 
