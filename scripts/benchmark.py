@@ -145,7 +145,8 @@ def _python_seconds(code: str) -> float:
     return _run_measured([sys.executable, "-c", code], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})[0]
 
 
-# Run in a fresh process: a cold extraction of 96 images, timing each call of the module.
+# Run in a fresh process: a cold extraction of 24 images per class (96 of the generated set),
+# timing each call of the module.
 _STARTUP_PROBE = """
 import json, shutil, sys, time
 from retrain import cli
