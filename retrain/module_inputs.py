@@ -52,14 +52,12 @@ def _hint_fast_decoding(sample: str, preprocessing: Preprocessing) -> None:
         contents = tf.constant(images.read_contents(sample))
         if not contents.numpy().startswith(b"\xff\xd8\xff"):
             return
-        timings = []
-        for fast in (False, True):
-            decode = compiled_decode(Preprocessing(preprocessing.height, preprocessing.width, fast))
-            decode(contents, tf.constant(1))  # Traced first, then timed.
-            timings.append(min(_seconds(lambda: decode(contents, tf.constant(1)).numpy()) for _ in range(3)))
+        exact, fast = (
+            decoding_seconds(contents, Preprocessing(preprocessing.height, preprocessing.width, fast))
+            for fast in (False, True)
+        )
     except Exception:  # A hint only: whatever fails here, decoding will report.
         return
-    exact, fast = timings
     if fast < 0.8 * exact:
         logging.info(
             "Most images are large JPEGs, decoded in full: --fast_jpeg_decode would decode them at reduced "
@@ -68,12 +66,20 @@ def _hint_fast_decoding(sample: str, preprocessing: Preprocessing) -> None:
         )
 
 
-def _seconds(work) -> float:
-    """Wall seconds of one call of work. Callers take the least of a few: a single one, a few
-    ms on a shared machine, can be stretched by anything else running."""
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start
+def decoding_seconds(contents: tf.Tensor, preprocessing: Preprocessing, repeats: int = 3) -> float:
+    """Wall seconds to decode contents (a scalar tf.string) into a module input, here.
+
+    The least of repeats calls, after one that traces: a single call of a few ms on a
+    shared machine can be stretched by anything else running.
+    """
+    decode = compiled_decode(preprocessing)
+    decode(contents, tf.constant(1))
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        decode(contents, tf.constant(1)).numpy()
+        seconds.append(time.perf_counter() - start)
+    return min(seconds)
 
 
 def mostly_large(paths: Sequence[str], preprocessing: Preprocessing, sample: int = 32) -> bool:
