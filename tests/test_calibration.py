@@ -2,9 +2,11 @@
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
+import typing
 
 import numpy as np
 import pytest
@@ -67,6 +69,13 @@ def test_threshold_rule():
     assert perfect.coverage == pytest.approx(0.95, abs=0.002)  # Still keeps only 95% of the known.
 
 
+class HeldOutRun(typing.NamedTuple):
+    root: pathlib.Path  # Holds unknown/cyan, the held-out colour.
+    images: str  # The training folder: root/images, or images-1... (see make_split_safe_folder).
+    out: pathlib.Path
+    result: "retrain.pipeline.RetrainResult"
+
+
 @pytest.fixture(scope="module")
 def held_out_run(tmp_path_factory, tiny_module):
     """Trained on four colours; a fifth (cyan, between green and blue) is held out."""
@@ -91,11 +100,11 @@ def held_out_run(tmp_path_factory, tiny_module):
             saved_model_dir=str(out / "served"), output_tflite=str(out / "model.tflite"),
         ),
     )
-    return root, out, retrain.run(config)
+    return HeldOutRun(root, images, out, retrain.run(config))
 
 
 def test_the_run_reports_its_calibration(held_out_run):
-    _, _, result = held_out_run
+    result = held_out_run.result
     report = result.calibration
     assert report.validation_count > 12 and report.calibration.temperature > 0
     assert report.ece_validation_after <= report.ece_validation_before + 1e-9
@@ -109,8 +118,8 @@ def fraction_unknown(out, images, threshold=None, graph="graph.pb"):
 
 
 def test_a_class_never_trained_on_is_mostly_unknown(held_out_run):
-    root, out, result = held_out_run
-    lists = retrain.create_image_lists(str(root / "images"), 10, 10)
+    root, images, out, result = held_out_run
+    lists = retrain.create_image_lists(images, 10, 10)
     test_dir = root / "known_test"
     for label in lists:
         for name in lists[label]["testing"] + lists[label]["validation"]:  # Never trained on.
@@ -124,7 +133,7 @@ def test_a_class_never_trained_on_is_mostly_unknown(held_out_run):
 
 
 def test_tf1_loading_still_gives_final_result_unchanged(held_out_run):
-    _, out, result = held_out_run
+    _, _, out, result = held_out_run
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(open(out / "graph.pb", "rb").read())
     bottlenecks = np.random.default_rng(0).normal(size=(5, 32)).astype(np.float32)
@@ -144,7 +153,7 @@ def test_tf1_loading_still_gives_final_result_unchanged(held_out_run):
 
 
 def test_label_image_prints_unknown_first(held_out_run, capsys):
-    root, out, _ = held_out_run
+    root, _, out, _ = held_out_run
     image = str(root / "unknown" / "cyan" / "cyan_0.jpg")
     base = config_lib.LabelImageConfig(graph=str(out / "graph.pb"), labels=str(out / "labels.txt"), images=(image,))
     label_image_main.classify_and_print(base)
@@ -164,9 +173,9 @@ def test_label_image_prints_unknown_first(held_out_run, capsys):
 
 
 def test_evaluation_adds_coverage_at_the_threshold(held_out_run):
-    root, out, _ = held_out_run
+    root, images, out, _ = held_out_run
     run = retrain.evaluate(retrain.LabelImageConfig(graph=str(out / "graph.pb"), labels=str(out / "labels.txt"),
-                                                    image_dir=str(root / "images"), unknown=True))
+                                                    image_dir=images, unknown=True))
     evaluation = run.evaluation
     confident = [r for r in run.images if not r.unknown]
     assert evaluation.coverage == pytest.approx(len(confident) / len(run.images))
@@ -179,7 +188,7 @@ def test_evaluation_adds_coverage_at_the_threshold(held_out_run):
 def test_an_old_graph_without_calibration_needs_an_explicit_threshold(held_out_run, tmp_path):
     from retrain.errors import UserError
 
-    root, out, _ = held_out_run
+    root, _, out, _ = held_out_run
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(open(out / "graph.pb", "rb").read())
     kept = [n for n in graph_def.node if not n.name.startswith("calibration/") and not n.name.endswith("_calibrated")]
@@ -197,7 +206,7 @@ def test_an_old_graph_without_calibration_needs_an_explicit_threshold(held_out_r
 def test_tensorboard_gets_the_confusion_matrix_and_pr_curves(held_out_run):
     from tensorboard.backend.event_processing import event_accumulator
 
-    _, out, _ = held_out_run
+    out = held_out_run.out
     events = event_accumulator.EventAccumulator(str(out / "logs" / "validation"), size_guidance={"tensors": 0})
     events.Reload()
     tags = events.Tags()["tensors"]
@@ -216,7 +225,7 @@ def chromium():
 
 @pytest.mark.skipif(chromium() is None, reason="no Chromium here (.ci/run installs Debian's)")
 def test_the_report_renders_in_a_real_browser(held_out_run, tmp_path):
-    _, out, result = held_out_run
+    _, _, out, result = held_out_run
     page = out / "report" / "index.html"
     assert result.report_path == str(page)
     html = page.read_text()
