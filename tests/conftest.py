@@ -35,19 +35,26 @@ def make_split_safe_folder(parent, name, class_names, images_per_class, **option
     out depends on where pytest puts its temporary folders (pytest-0 here, pytest-90 on
     CI). Tests that need held-out images must not depend on that.
     """
-    from retrain import image_lists, storage
-
     root = testing.make_image_folder(os.path.join(str(parent), name), class_names=class_names,
                                      images_per_class=images_per_class, **options)
-    files = [(c, f) for c in class_names for f in os.listdir(os.path.join(root, c))]
     for attempt in range(1, 100):
-        sets = {(c, image_lists.which_set(storage.join(root, c, f), 10, 10)) for c, f in files}
-        if all((c, s) in sets for c in class_names for s in ("validation", "testing")):
+        if holds_out_every_class(root, root):
             return root
         moved = os.path.join(str(parent), f"{name}-{attempt}")
         os.rename(root, moved)
         root = moved
     raise AssertionError(f"no folder under {parent} holds out images of every class")
+
+
+def holds_out_every_class(folder, at):
+    """Whether folder's images, were they at the folder path at, would leave validation and
+    testing images in every class at 10%/10% (see make_split_safe_folder)."""
+    from retrain import image_lists, storage
+
+    classes = [c for c in os.listdir(folder) if os.path.isdir(os.path.join(folder, c))]
+    sets = {(c, image_lists.which_set(storage.join(str(at), c, f), 10, 10))
+            for c in classes for f in os.listdir(os.path.join(folder, c))}
+    return all((c, s) in sets for c in classes for s in ("validation", "testing"))
 
 
 def cache_files(root):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import retrain
-from conftest import cache_files, make_split_safe_folder, run_tool
+from conftest import cache_files, holds_out_every_class, make_split_safe_folder, run_tool
 from retrain import bottlenecks, cache_records, legacy, storage, testing
 
 
@@ -205,11 +205,21 @@ def test_model_dir_without_the_old_graph_is_the_download_cache(tmp_path):
     assert "TFHUB_CACHE_DIR" in choice.messages[0]
 
 
+def codelab_tf_files(tmp_path, folder):
+    """The codelab's tf_files, its flower_photos a copy of folder, under tmp_path/home<k>: the first
+    k at which the split (it hashes full paths) still holds out images of every class."""
+    for k in range(100):
+        tf_files = tmp_path / f"home{k}" / "tf_files"
+        if holds_out_every_class(folder, tf_files / "flower_photos"):
+            shutil.copytree(folder, tf_files / "flower_photos")
+            return tf_files
+    raise AssertionError(f"no home under {tmp_path} holds out images of every class")
+
+
 def test_the_codelab_command_line_runs_as_written(tmp_path, folder):
-    tf_files = tmp_path / "tf_files"
+    tf_files = codelab_tf_files(tmp_path, folder)
     (tf_files / "inception").mkdir(parents=True)
     testing.build_legacy_inception_graph(str(tf_files / "inception" / "classify_image_graph_def.pb"))
-    shutil.copytree(folder, tf_files / "flower_photos")
     result = run_tool(
         "retrain",
         f"--bottleneck_dir={tf_files}/bottlenecks",
