@@ -53,8 +53,8 @@ def _hint_fast_decoding(sample: str, preprocessing: Preprocessing) -> None:
         if not contents.numpy().startswith(b"\xff\xd8\xff"):
             return
         exact, fast = (
-            decoding_seconds(contents, Preprocessing(preprocessing.height, preprocessing.width, fast))
-            for fast in (False, True)
+            decoding_seconds(contents, Preprocessing(preprocessing.height, preprocessing.width, reduced))
+            for reduced in (False, True)
         )
     except Exception:  # A hint only: whatever fails here, decoding will report.
         return
