@@ -22,8 +22,8 @@ from retrain.config import (
     SplitConfig,
     TrainConfig,
 )
+from retrain.data.image_lists import create_image_lists
 from retrain.errors import ImageError, UserError
-from retrain.image_lists import create_image_lists
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """`python -m retrain` runs the retrain command."""
 
-from retrain.retrain_main import run
+from retrain.commands.retrain_main import run
 
 if __name__ == "__main__":
     run()

@@ -1,4 +1,4 @@
-"""The one exception type the command-line tools turn into a clear message."""
+"""The exception types the command-line tools turn into a clear message, and how errors are quoted."""
 
 
 class UserError(Exception):
@@ -18,3 +18,13 @@ class ImageError(Exception):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during long work; the message says what was kept and how to resume."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message as one line (its first), or its type's name when it has none.
+
+    Library errors (protobuf, TensorFlow, converters) carry pages of detail; a user
+    gets the first line, and the traceback at --logging_verbosity=DEBUG.
+    """
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

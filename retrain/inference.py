@@ -21,11 +21,12 @@ from typing import Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from retrain import batching, graph_weights, images, storage, tflite_runtime
-from retrain.calibration import Calibration
+from retrain.data import batching, images, storage
 from retrain.errors import UserError
+from retrain.evaluation.calibration import Calibration
 from retrain.exports import frozen_graph, saved_model
-from retrain.progress import Progress
+from retrain.runtime import graph_weights, tflite_runtime
+from retrain.runtime.progress import Progress
 
 SIGNATURES = (saved_model.SERVING_DEFAULT, saved_model.SERVING_BYTES)
 
@@ -291,7 +292,7 @@ def image_loader(classifier: Classifier, mean: float, std: float) -> Callable[[s
 
         return load_bytes
     if classifier.fast_jpeg_decode:
-        from retrain.preprocessing import Preprocessing
+        from retrain.data.preprocessing import Preprocessing
 
         preprocessing = Preprocessing(classifier.height, classifier.width, fast_jpeg_decode=True)
 
@@ -354,7 +355,7 @@ def find_images(targets: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
       directly are kept whatever their extension; inside folders, only image
       extensions count.
     """
-    from retrain.image_lists import list_images
+    from retrain.data.image_lists import list_images
 
     found, missing = [], []
     for target in targets:

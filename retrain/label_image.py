@@ -19,11 +19,12 @@ from typing import Iterator
 
 import numpy as np
 
-from retrain import calibration
-from retrain import evaluation as evaluation_lib
-from retrain import image_lists, inference, storage
+from retrain import inference
 from retrain.config import LabelImageConfig
+from retrain.data import image_lists, storage
 from retrain.errors import UserError
+from retrain.evaluation import calibration
+from retrain.evaluation import metrics as evaluation_lib
 
 
 @dataclasses.dataclass
@@ -228,7 +229,7 @@ def evaluation_of(model: Model, results: list[ImageResult]) -> evaluation_lib.Ev
 
 def write_report(model: Model, results: list[ImageResult], config: LabelImageConfig) -> str:
     """The HTML report of evaluated ImageResults in config.report_dir; returns index.html's path."""
-    from retrain import report
+    from retrain.evaluation import report
 
     scored = [r for r in results if r.scores is not None]
     calibrated = [r.calibrated_scores for r in scored]
@@ -264,7 +265,7 @@ def classify(config: LabelImageConfig, show_progress: bool | None = False) -> Cl
 def evaluate(config: LabelImageConfig, show_progress: bool | None = False) -> EvaluationRun:
     """Classifies every image of the labelled folder config.image_dir and reports how well it went."""
     if config.report_dir:
-        from retrain import report as report_lib
+        from retrain.evaluation import report as report_lib
 
         report_lib.check_available()
     job = start(dataclasses.replace(config, evaluate=True))

@@ -137,7 +137,7 @@ def _run_measured(command, env=None) -> tuple[float, float, str]:
 
 # TensorFlow imported as the tools import it (cli.import_tensorflow_quietly: without the
 # matplotlib.pyplot that Keras pulls in when matplotlib is installed, about a second).
-_TOOLS_IMPORT = "from retrain import cli; cli.import_tensorflow_quietly(verbose=True)\nimport tensorflow as tf\n"
+_TOOLS_IMPORT = "from retrain.commands import cli; cli.import_tensorflow_quietly(verbose=True)\nimport tensorflow as tf\n"
 # As label-image imports it for a frozen graph or TFLite file: without Keras too.
 _TOOLS_IMPORT_WITHOUT_KERAS = _TOOLS_IMPORT.replace("verbose=True", "verbose=True, without_keras=True")
 
@@ -151,13 +151,15 @@ def _python_seconds(code: str) -> float:
 # timing each call of the module.
 _STARTUP_PROBE = """
 import json, shutil, sys, time
-from retrain import cli
+from retrain.commands import cli
 cli.quiet_tensorflow(); cli.import_tensorflow_quietly(verbose=False)
 import tensorflow as tf
-from retrain import bottlenecks, hub_module, image_lists, module_inputs
-from retrain.preprocessing import Preprocessing
+from retrain.cache import fill
+from retrain.module import hub
+from retrain.data import image_lists, module_inputs
+from retrain.data.preprocessing import Preprocessing
 module, image_dir, cache_dir, out = sys.argv[1:5]
-extractor = hub_module.load_feature_extractor(module)
+extractor = hub.load_feature_extractor(module)
 extractor.extract  # Loaded here: a first run loads it before extracting too.
 lists = image_lists.create_image_lists(image_dir, 10, 10)
 for sets in lists.values():
@@ -170,7 +172,7 @@ def extract(batch):
     calls.append((start, time.perf_counter(), len(features)))
     return features
 begin = time.perf_counter()
-bottlenecks.load_or_compute(image_lists=lists, bottleneck_dir=cache_dir, module_handle=extractor.cache_name,
+fill.load_or_compute(image_lists=lists, bottleneck_dir=cache_dir, module_handle=extractor.cache_name,
     module_fingerprint=extractor.fingerprint, dim=extractor.feature_dim, extract=extract,
     decode=module_inputs.module_input_decoder(Preprocessing(extractor.height, extractor.width), 32))
 steady = min((end - start) / n for start, end, n in calls[1:]) * calls[0][2]
@@ -244,13 +246,14 @@ def _extraction(image_dir, extractor, cache_dir, preprocessing, batch_size, list
     """(images/s, peak RSS growth MiB, Bottlenecks) of filling an empty cache in-process."""
     import tensorflow as tf
 
-    from retrain import bottlenecks, image_lists, module_inputs
+    from retrain.cache import fill
+    from retrain.data import image_lists, module_inputs
 
     lists = lists or image_lists.create_image_lists(image_dir, 10, 10)
     shutil.rmtree(cache_dir, ignore_errors=True)
     with _PeakRss() as memory:
         start = time.perf_counter()
-        result = bottlenecks.load_or_compute(
+        result = fill.load_or_compute(
             image_lists=lists, bottleneck_dir=cache_dir, module_handle=extractor.cache_name,
             module_fingerprint=extractor.fingerprint, dim=extractor.feature_dim,
             decode=module_inputs.module_input_decoder(preprocessing, batch_size),
@@ -263,7 +266,7 @@ def _extraction(image_dir, extractor, cache_dir, preprocessing, batch_size, list
 
 def _decode_only_rate(paths, preprocessing, batch_size=32, repeats=1):
     """Images/s of reading, decoding and resizing paths on all cores, nothing else."""
-    from retrain import module_inputs
+    from retrain.data import module_inputs
 
     rates = []
     for _ in range(repeats):
@@ -297,14 +300,18 @@ def _all_paths(image_dir):
 def section_core(bench: Bench):
     import tensorflow as tf
 
-    from retrain import distortions, hub_module, image_lists, inference, train
+    from retrain import inference
     from retrain.config import DistortionConfig, TrainConfig
+    from retrain.data import distortions, image_lists
+    from retrain.data.preprocessing import Preprocessing
     from retrain.exports import frozen_graph
-    from retrain.exports.model import TrainedModel
-    from retrain.preprocessing import Preprocessing
+    from retrain.model import TrainedModel
+    from retrain.module import hub
+    from retrain.module.frozen import FrozenModule
+    from retrain.training import live_distortions, trainer
 
     args, f = bench.args, bench.figures
-    extractor = hub_module.load_feature_extractor(bench.inception)
+    extractor = hub.load_feature_extractor(bench.inception)
     height, width = extractor.height, extractor.width
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     by_batch = {size: [] for size in sizes}
@@ -344,10 +351,11 @@ def section_core(bench: Bench):
     bench.row("RSS growth while extracting",
               f"{f['cold_rss_growth_mib']:.0f} MiB (half the images: {f['cold_rss_growth_half_mib']:.0f} MiB)")
 
-    from retrain import bottlenecks, module_inputs
+    from retrain.cache import fill
+    from retrain.data import module_inputs
 
     start = time.perf_counter()
-    warm = bottlenecks.load_or_compute(
+    warm = fill.load_or_compute(
         image_lists=lists, bottleneck_dir=cache_dir, module_handle=extractor.cache_name,
         module_fingerprint=extractor.fingerprint, dim=extractor.feature_dim,
         decode=module_inputs.module_input_decoder(preprocessing, 32),
@@ -358,30 +366,32 @@ def section_core(bench: Bench):
 
     config = TrainConfig(how_many_training_steps=args.steps)
     start = time.perf_counter()
-    result = train.train(sets=cache.sets, class_count=4, train_config=config, seed=0)
+    result = trainer.train(examples=cache.sets["training"], validation=cache.sets["validation"],
+                           testing=cache.sets["testing"], class_count=4, train_config=config, seed=0)
     f["training_s"] = time.perf_counter() - start
     bench.row(f"training {args.steps} steps", f"{f['training_s']:.2f} s")
 
     training_paths = cache.sets["training"].image_paths
-    kept, positions, _ = distortions.decode_training_images(
-        training_paths, budget_bytes=distortions.memory_budget_bytes(), workers=os.cpu_count() or 1)
-    batches = distortions.DistortedBatches(
+    kept, positions, _ = live_distortions.decode_training_images(
+        training_paths, budget_bytes=live_distortions.memory_budget_bytes(), workers=os.cpu_count() or 1)
+    examples = live_distortions.DistortedExamples(
         images=kept, labels=cache.sets["training"].labels[positions],
         distorter=distortions.Distorter(DistortionConfig(flip_left_right=True, random_crop=10, random_scale=10,
                                                          random_brightness=10), height, width),
-        extract=lambda batch: extractor.extract(tf.convert_to_tensor(batch)).numpy(), batch_size=100, seed=0,
-        workers=os.cpu_count() or 1)
-    batches()
+        extract=lambda batch: extractor.extract(tf.convert_to_tensor(batch)).numpy(), dim=extractor.feature_dim,
+        seed=0, workers=os.cpu_count() or 1)
+    draw = np.random.default_rng(0)
+    examples.bottlenecks(draw.integers(len(kept), size=100))
     steps = 1 if args.quick else 3
     start = time.perf_counter()
     for _ in range(steps):
-        batches()
+        examples.bottlenecks(draw.integers(len(kept), size=100))
     f["distorted_step_s"] = (time.perf_counter() - start) / steps
     bench.row("live-distorted training step", f"{f['distorted_step_s']:.2f} s "
               f"(undistorted: {f['training_s'] / args.steps * 1000:.2f} ms)")
 
-    frozen = frozen_graph.FrozenModule(extractor)
-    model = TrainedModel(extractor, frozen, preprocessing, ["a", "b", "c", "d"], result.weights, result.biases)
+    frozen = FrozenModule(extractor)
+    model = TrainedModel(frozen, preprocessing, ["a", "b", "c", "d"], result.weights, result.biases)
     graph_path = os.path.join(bench.workdir, "graph.pb")
     frozen_graph.write(graph_path, model)
     classifier = inference.load_classifier(graph_path)
@@ -398,7 +408,8 @@ def section_core(bench: Bench):
 
 def _generated_cache(workdir, count, dim):
     """Writes (once) count cached bottlenecks of dim values with stand-in images; (ImageLists, cache dir)."""
-    from retrain import bottlenecks, image_lists
+    from retrain.cache import layout, text_format
+    from retrain.data import image_lists
 
     root = os.path.join(workdir, f"warm_{count}")
     image_dir, cache_dir = os.path.join(root, "images"), os.path.join(root, "cache")
@@ -413,20 +424,21 @@ def _generated_cache(workdir, count, dim):
             if not os.path.exists(path):
                 with open(path, "wb") as f:
                     f.write(rng.bytes(2000))
-            cache = bottlenecks.bottleneck_path(cache_dir, cls, name, "m")
+            cache = layout.bottleneck_path(cache_dir, cls, name, "m")
             if not os.path.exists(cache):
-                bottlenecks.write_bottleneck(cache, rng.random(dim).astype(np.float32))
+                text_format.write_bottleneck(cache, rng.random(dim).astype(np.float32))
     return lists, cache_dir
 
 
 def _reload_seconds(lists, cache_dir, dim):
-    from retrain import batching, bottlenecks
+    from retrain.cache import fill
+    from retrain.data import batching
 
     def no_forward(batch):
         raise AssertionError("a warm cache needs no forward pass")
 
     start = time.perf_counter()
-    result = bottlenecks.load_or_compute(image_lists=lists, bottleneck_dir=cache_dir, module_handle="m", dim=dim,
+    result = fill.load_or_compute(image_lists=lists, bottleneck_dir=cache_dir, module_handle="m", dim=dim,
                                          decode=batching.threaded_decoder(lambda p: None, 32), extract=no_forward)
     elapsed = time.perf_counter() - start
     assert result.reused == sum(len(v["training"]) for v in lists.values())
@@ -443,11 +455,11 @@ def section_warm(bench: Bench):
 
 
 def section_phone(bench: Bench):
-    from retrain import hub_module
-    from retrain.preprocessing import Preprocessing
+    from retrain.data.preprocessing import Preprocessing
+    from retrain.module import hub
 
     f = bench.figures
-    extractor = hub_module.load_feature_extractor(bench.inception)
+    extractor = hub.load_feature_extractor(bench.inception)
     paths = _all_paths(bench.phone_dir)
     cache_dir = os.path.join(bench.workdir, "phone_cache")
     results = {"exact": [], "fast": []}
@@ -471,12 +483,13 @@ def section_phone(bench: Bench):
 
 
 def section_decode(bench: Bench):
-    from retrain import hub_module, testing
-    from retrain.preprocessing import Preprocessing
+    from retrain import testing
+    from retrain.data.preprocessing import Preprocessing
+    from retrain.module import hub
 
     f = bench.figures
     paths = _all_paths(bench.image_dir)
-    near_free = hub_module.load_feature_extractor(bench.module("near_free_grid", testing.build_near_free_module))
+    near_free = hub.load_feature_extractor(bench.module("near_free_grid", testing.build_near_free_module))
     preprocessing = Preprocessing(near_free.height, near_free.width)
     cache_dir = os.path.join(bench.workdir, "decode_cache")
     _decode_only_rate(paths, preprocessing)  # Not counted: the first pass reads the files into the page cache.
@@ -504,7 +517,7 @@ def section_decode(bench: Bench):
     bench.row("  / decode only", _fmt(f["near_free_ratio"], 3))
     bench.row("  same, cache not written / decode only", _fmt(f["near_free_unsaved_ratio"], 3))
 
-    cheap = hub_module.load_feature_extractor(
+    cheap = hub.load_feature_extractor(
         bench.module("efficientnet_b0", lambda p: testing.build_keras_module(p, "EfficientNetB0", 224)))
     preprocessing = Preprocessing(cheap.height, cheap.width)
     forward = [_forward_rate(cheap.extract, 224, 224, 32, bench.seconds)]
@@ -529,7 +542,7 @@ def section_e2e(bench: Bench):
     f = bench.figures
     repeats = 1 if bench.args.quick else 3
     f["tensorflow_import_s"] = _spread([_python_seconds(_TOOLS_IMPORT) for _ in range(repeats)])
-    load = _TOOLS_IMPORT + f"from retrain import hub_module; hub_module.load_feature_extractor({bench.inception!r})"
+    load = _TOOLS_IMPORT + f"from retrain.module import hub; hub.load_feature_extractor({bench.inception!r})"
     f["tensorflow_import_and_module_load_s"] = _spread([_python_seconds(load) for _ in range(repeats)])
     bench.row("TensorFlow import (as the tools import it)", _fmt(f["tensorflow_import_s"], 1, " s"))
     bench.row("  + module load", _fmt(f["tensorflow_import_and_module_load_s"], 1, " s"))
@@ -589,19 +602,22 @@ def section_label_image(bench: Bench):
 
 
 def section_exports(bench: Bench):
-    from retrain import hub_module, image_lists, inference, module_inputs, bottlenecks
+    from retrain import inference
+    from retrain.data import image_lists
+    from retrain.data.preprocessing import Preprocessing
     from retrain.exports import frozen_graph, saved_model, tflite
-    from retrain.exports.model import HeldOutImages, TrainedModel
-    from retrain.preprocessing import Preprocessing
+    from retrain.model import TrainedModel
+    from retrain.module import hub
+    from retrain.module.frozen import FrozenModule
 
     f = bench.figures
-    extractor = hub_module.load_feature_extractor(bench.inception)
+    extractor = hub.load_feature_extractor(bench.inception)
     preprocessing = Preprocessing(extractor.height, extractor.width)
     lists = image_lists.create_image_lists(bench.image_dir, 10, 10)
     rng = np.random.default_rng(0)
     weights = rng.normal(size=(extractor.feature_dim, 4)).astype(np.float32) * 0.01
     training = [lists.image_path(l, n) for l in lists for n in lists[l]["training"]]
-    model = TrainedModel(extractor, frozen_graph.FrozenModule(extractor), preprocessing, ["a", "b", "c", "d"],
+    model = TrainedModel(FrozenModule(extractor), preprocessing, ["a", "b", "c", "d"],
                          weights, np.zeros(4, np.float32), representative_paths=tuple(training))
     paths = _all_paths(bench.image_dir)[:64]
     folder = os.path.join(bench.workdir, "exports")
@@ -637,11 +653,11 @@ def section_exports(bench: Bench):
 
 
 def section_beam(bench: Bench):
-    from retrain import hub_module
-    from retrain.preprocessing import Preprocessing
+    from retrain.data.preprocessing import Preprocessing
+    from retrain.module import hub
 
     f = bench.figures
-    extractor = hub_module.load_feature_extractor(bench.inception)
+    extractor = hub.load_feature_extractor(bench.inception)
     count = len(_all_paths(bench.image_dir))
     in_process = _extraction(bench.image_dir, extractor, os.path.join(bench.workdir, "beam_own"),
                              Preprocessing(extractor.height, extractor.width), 32)[0]
@@ -677,7 +693,7 @@ def main() -> None:
     if args.quick:
         args.images, args.repeats, args.phone_photos = min(args.images, 48), 1, min(args.phone_photos, 6)
 
-    from retrain import cli
+    from retrain.commands import cli
 
     cli.quiet_tensorflow()
     cli.import_tensorflow_quietly(verbose=False)

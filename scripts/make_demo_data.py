@@ -9,7 +9,8 @@ feature-vector SavedModel with 24x24 input). Real work uses a real module instea
 import argparse
 import os
 
-from retrain import cli, testing
+from retrain import testing
+from retrain.commands import cli
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def make_split_safe_folder(parent, name, class_names, images_per_class, **option
 def holds_out_every_class(folder, at):
     """Whether folder's images, were they at the folder path at, would leave validation and
     testing images in every class at 10%/10% (see make_split_safe_folder)."""
-    from retrain import image_lists, storage
+    from retrain.data import image_lists, storage
 
     classes = [c for c in os.listdir(folder) if os.path.isdir(os.path.join(folder, c))]
     sets = {(c, image_lists.which_set(storage.join(str(at), c, f), 10, 10))
@@ -133,7 +133,7 @@ def frozen_graph_scores(graph_path, paths, size=24):
     import numpy as np
     import tensorflow as tf
 
-    from retrain import images
+    from retrain.data import images
 
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(open(graph_path, "rb").read())

@@ -7,12 +7,13 @@ import pathlib
 
 import numpy as np
 import pytest
+from conftest import cache_files, make_split_safe_folder, run_tool
 
 import retrain
-from conftest import cache_files, make_split_safe_folder, run_tool
-from retrain import beam_cache, module_inputs
+from retrain.cache import beam
+from retrain.data import module_inputs
+from retrain.data.preprocessing import Preprocessing
 from retrain.errors import UserError
-from retrain.preprocessing import Preprocessing
 
 pytest.importorskip("apache_beam", reason='needs pip install "retrain[beam]" (.ci/run installs it)')
 
@@ -66,15 +67,15 @@ def test_beam_fills_the_cache_retrain_would_and_retrain_then_computes_nothing(tm
 
 def test_decoding_on_workers_gives_retrains_pixels(folder):
     paths = [os.path.join(folder, "red", name) for name in sorted(os.listdir(os.path.join(folder, "red")))][:6]
-    spec = beam_cache.ModuleSpec("m", None, "", "", "m", 24, 24, 32)
-    decoder = beam_cache.DecodeImage(spec, retrain.DistortionConfig())
+    spec = beam.ModuleSpec("m", None, "", "", "m", 24, 24, 32)
+    decoder = beam.DecodeImage(spec, retrain.DistortionConfig())
     decoder.setup()
     expected = {}
     for positions, batch, _ in module_inputs.module_input_batches(paths, preprocessing=Preprocessing(24, 24),
                                                                    batch_size=4):
         expected.update(zip(positions, np.asarray(batch)))
     for position, path in enumerate(paths):
-        item = beam_cache.WorkItem(path, os.path.relpath(path, folder), "unused", None, 0, 0)
+        item = beam.WorkItem(path, os.path.relpath(path, folder), "unused", None, 0, 0)
         np.testing.assert_array_equal(decoder.decode(item), expected[position])
 
 
@@ -95,4 +96,4 @@ def test_missing_beam_is_one_line_naming_the_extra(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", without_beam)
     with pytest.raises(UserError, match='pip install "retrain\\[beam\\]"'):
-        beam_cache.import_beam()
+        beam.import_beam()

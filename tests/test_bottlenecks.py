@@ -1,39 +1,39 @@
 import os
 import sys
-import time
 
 import numpy as np
 import pytest
-
 from conftest import cache_files
-from retrain import batching, bottlenecks, image_lists
+
+from retrain.cache import fill, layout, text_format
+from retrain.data import batching, image_lists
 from retrain.errors import ImageError
 
 MODULE = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/1"
 
 
 def test_cache_path_mangles_module_as_retrain_py():
-    path = bottlenecks.bottleneck_path("/tmp/bottleneck", "cat", "cat.333.jpg", MODULE)
+    path = layout.bottleneck_path("/tmp/bottleneck", "cat", "cat.333.jpg", MODULE)
     assert path == (
         "/tmp/bottleneck/cat/cat.333.jpg_https~tfhub.dev~google~imagenet~mobilenet_v2_100_224~feature_vector~1.txt"
     )
-    assert bottlenecks.mangle_module_name("C:\\mods/x:1") == "C~~mods~x~1"
+    assert layout.mangle_module_name("C:\\mods/x:1") == "C~~mods~x~1"
 
 
 def test_text_format_round_trips_float32_exactly():
     values = np.array([1 / 3, 1e-8, -2.5, 0.0, 123456.79], dtype=np.float32)
-    text = bottlenecks.format_bottleneck(values)
+    text = text_format.format_bottleneck(values)
     assert text == "0.33333334,1e-08,-2.5,0.0,123456.79"
-    np.testing.assert_array_equal(bottlenecks.parse_bottleneck(text, 5), values)
+    np.testing.assert_array_equal(text_format.parse_bottleneck(text, 5), values)
 
 
 def test_parse_rejects_garbage_and_wrong_length():
     with pytest.raises(ValueError):
-        bottlenecks.parse_bottleneck("1.0,abc")
+        text_format.parse_bottleneck("1.0,abc")
     with pytest.raises(ValueError):
-        bottlenecks.parse_bottleneck("")
+        text_format.parse_bottleneck("")
     with pytest.raises(ValueError):
-        bottlenecks.parse_bottleneck("1.0,2.0", dim=3)
+        text_format.parse_bottleneck("1.0,2.0", dim=3)
 
 
 def make_folder(root, classes=("a", "b"), per_class=6):
@@ -65,7 +65,7 @@ class CountingExtract:
 
 
 def load(tmp_path, lists, extract, dim=3, batch_size=4):
-    return bottlenecks.load_or_compute(
+    return fill.load_or_compute(
         image_lists=lists,
         bottleneck_dir=str(tmp_path / "cache"),
         module_handle="/mods/tiny",
@@ -83,7 +83,7 @@ def test_computes_in_batches_then_reuses_cache(tmp_path, caplog):
     assert extract.batches == [4, 4, 4]
     assert first.computed == 12 and first.reused == 0
     assert "12 bottleneck files created." in caplog.messages
-    cache_file = bottlenecks.bottleneck_path(str(tmp_path / "cache"), "a", "a0.jpg", "/mods/tiny")
+    cache_file = layout.bottleneck_path(str(tmp_path / "cache"), "a", "a0.jpg", "/mods/tiny")
     assert os.path.basename(cache_file) == "a0.jpg_~mods~tiny.txt"
     assert open(cache_file).read() == "0.0,0.33333334,0.5"
 
@@ -113,7 +113,7 @@ def test_corrupt_or_short_cache_file_is_rebuilt(tmp_path, content, caplog):
     caplog.set_level("WARNING", logger="absl")
     lists = make_folder(str(tmp_path / "imgs"))
     load(tmp_path, lists, CountingExtract())
-    cache_file = bottlenecks.bottleneck_path(str(tmp_path / "cache"), "b", "b2.jpg", "/mods/tiny")
+    cache_file = layout.bottleneck_path(str(tmp_path / "cache"), "b", "b2.jpg", "/mods/tiny")
     with open(cache_file, "w") as f:
         f.write(content)
     extract = CountingExtract()
@@ -143,7 +143,7 @@ def test_broken_image_is_skipped_and_reported(tmp_path):
     assert [path for path, _ in result.failed_images] == [broken]
     assert all(broken not in s.image_paths for s in result.sets.values())
     assert sum(len(s) for s in result.sets.values()) == 11
-    assert not os.path.exists(bottlenecks.bottleneck_path(str(tmp_path / "cache"), "a", "a3.jpg", "/mods/tiny"))
+    assert not os.path.exists(layout.bottleneck_path(str(tmp_path / "cache"), "a", "a3.jpg", "/mods/tiny"))
 
 
 def test_no_temporary_files_left_in_cache(tmp_path):
@@ -176,18 +176,18 @@ def test_two_runs_sharing_a_cache_at_once_leave_it_valid(tmp_path):
     files = cache_files(tmp_path / "cache")
     assert len(files) == 80
     for path in files:
-        bottlenecks.parse_bottleneck(open(path).read(), 3)
+        text_format.parse_bottleneck(open(path).read(), 3)
 
 
 def test_cache_files_read_back_the_way_retrain_py_read_them(tmp_path):
     values = np.random.default_rng(2).normal(size=2048).astype(np.float32)
     path = str(tmp_path / "x.jpg_m.txt")
-    bottlenecks.write_bottleneck(path, values)
+    text_format.write_bottleneck(path, values)
     text = open(path).read()
     original_reader = [float(x) for x in text.split(",")]  # retrain.py's own parsing
     np.testing.assert_array_equal(np.array(original_reader, np.float32), values)
     # And a file in retrain.py's format (str() of each float32) reads back here.
-    np.testing.assert_array_equal(bottlenecks.parse_bottleneck(",".join(str(v) for v in values), 2048), values)
+    np.testing.assert_array_equal(text_format.parse_bottleneck(",".join(str(v) for v in values), 2048), values)
 
 
 def test_reading_many_files_at_once_equals_reading_each(tmp_path, caplog, monkeypatch):
@@ -195,9 +195,9 @@ def test_reading_many_files_at_once_equals_reading_each(tmp_path, caplog, monkey
     rng = np.random.default_rng(5)
     values = (rng.normal(size=(3, 6)) * 10.0 ** rng.integers(-40, 30, size=(3, 6))).astype(np.float32)
     contents = {
-        "ours": bottlenecks.format_bottleneck(values[0]),
+        "ours": text_format.format_bottleneck(values[0]),
         "retrain_py": ",".join(repr(float(v)) for v in values[1]),  # Python floats' repr
-        "newline": bottlenecks.format_bottleneck(values[2]) + "\n",
+        "newline": text_format.format_bottleneck(values[2]) + "\n",
         "garbage": "1.0,oops,3,4,5,6",
         "short": "1.0,2.0",
         "empty": "",
@@ -213,15 +213,15 @@ def test_reading_many_files_at_once_equals_reading_each(tmp_path, caplog, monkey
 
     caplog.clear()
     reread = []
-    read_and_parse = bottlenecks._read_and_parse
-    monkeypatch.setattr(bottlenecks, "_read_and_parse", lambda path, dim: reread.append(path) or read_and_parse(path, dim))
-    together = bottlenecks.read_cached_files(paths, 6)
+    read_and_parse = text_format.read_cached
+    monkeypatch.setattr(text_format, "read_cached", lambda path, dim: reread.append(path) or read_and_parse(path, dim))
+    together = text_format.read_cached_files(paths, 6)
     monkeypatch.undo()
     # Only what the parallel reader could not parse is read again, one by one.
     assert sorted(os.path.basename(p) for p in reread) == ["binary.txt", "empty.txt", "garbage.txt", "missing.txt", "short.txt"]
     warnings_together = [r.getMessage() for r in caplog.records]
     caplog.clear()
-    one_by_one = [bottlenecks.read_cached(path, 6) for path in paths]
+    one_by_one = [text_format.read_cached(path, 6) for path in paths]
     assert sorted(warnings_together) == sorted(r.getMessage() for r in caplog.records)
     for name, a, b in zip(list(contents) + ["missing"], together, one_by_one):
         assert (a is None) == (b is None), name
@@ -242,6 +242,6 @@ def test_cache_writer_thread_runs_at_lowest_priority_and_the_caller_does_not():
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     before = priority()
-    with concurrent.futures.ThreadPoolExecutor(1, initializer=bottlenecks._lower_thread_priority) as pool:
+    with concurrent.futures.ThreadPoolExecutor(1, initializer=fill._lower_thread_priority) as pool:
         assert pool.submit(priority).result() == 19
     assert priority() == before

@@ -9,10 +9,19 @@ import time
 
 import numpy as np
 import pytest
+from conftest import (
+    cache_files,
+    holds_out_every_class,
+    make_split_safe_folder,
+    run_tool,
+)
 
 import retrain
-from conftest import cache_files, holds_out_every_class, make_split_safe_folder, run_tool
-from retrain import bottlenecks, cache_records, legacy, storage, testing
+from retrain import testing
+from retrain.cache import layout
+from retrain.cache import records as cache_records
+from retrain.commands import legacy
+from retrain.data import storage
 
 
 def config_for(tmp_path, image_dir, module, name="out", **changes):
@@ -54,9 +63,9 @@ def test_a_restored_cache_on_a_fresh_checkout_computes_nothing(tmp_path, folder,
     again = retrain.run(config_for(tmp_path, folder, tiny_module))
     assert again.bottlenecks_computed == 0 and again.bottlenecks_reused == 24
     # Their records were refreshed: the next run needs no reading of images either.
-    records = cache_records.CacheRecords(str(tmp_path / "cache"), bottlenecks.mangle_module_name(tiny_module), "").load()
+    records = cache_records.CacheRecords(str(tmp_path / "cache"), layout.mangle_module_name(tiny_module), "").load()
     image = os.path.join(folder, "red", "red_000.jpg")
-    key = os.path.join("red", f"red_000.jpg_{bottlenecks.mangle_module_name(tiny_module)}.txt")
+    key = os.path.join("red", f"red_000.jpg_{layout.mangle_module_name(tiny_module)}.txt")
     assert records.get(os.path.join(str(tmp_path / "cache"), key)).mtime_ns == os.stat(image).st_mtime_ns
 
 
@@ -97,9 +106,10 @@ def test_replaced_module_weights_recompute_everything_with_one_warning(tmp_path,
 
 
 def test_a_cache_written_by_retrain_py_is_adopted(tmp_path, folder, tiny_module):
-    from retrain import hub_module, images
+    from retrain.data import images
+    from retrain.module import hub
 
-    extractor = hub_module.load_feature_extractor(tiny_module)
+    extractor = hub.load_feature_extractor(tiny_module)
     lists = retrain.create_image_lists(folder, 10, 10)
     for label, sets in lists.items():
         for category in ("training", "testing", "validation"):
@@ -107,17 +117,17 @@ def test_a_cache_written_by_retrain_py_is_adopted(tmp_path, folder, tiny_module)
                 # As retrain.py wrote them: str() of each float32, joined by commas, no records.
                 pixels = images.to_module_input(images.read_image(lists.image_path(label, name)), 24, 24)
                 values = extractor.extract(pixels[np.newaxis]).numpy()[0]
-                path = bottlenecks.bottleneck_path(str(tmp_path / "cache"), sets["dir"], name, tiny_module)
+                path = layout.bottleneck_path(str(tmp_path / "cache"), sets["dir"], name, tiny_module)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "w") as f:
                     f.write(",".join(str(v) for v in values))
     assert not os.path.exists(tmp_path / "cache" / ".retrain")
     result = retrain.run(config_for(tmp_path, folder, tiny_module))
     assert result.bottlenecks_computed == 0 and result.bottlenecks_reused == 24
-    shards = os.listdir(cache_records.records_dir(str(tmp_path / "cache"), bottlenecks.mangle_module_name(tiny_module)))
+    shards = os.listdir(layout.records_dir(str(tmp_path / "cache"), layout.mangle_module_name(tiny_module)))
     assert len(shards) == 1  # Adopted: every entry now has a record.
-    shard = json.load(open(os.path.join(cache_records.records_dir(
-        str(tmp_path / "cache"), bottlenecks.mangle_module_name(tiny_module)), shards[0])))
+    shard = json.load(open(os.path.join(layout.records_dir(
+        str(tmp_path / "cache"), layout.mangle_module_name(tiny_module)), shards[0])))
     assert len(shard["entries"]) == 24
     digest = hashlib.sha256(open(os.path.join(folder, "red", "red_000.jpg"), "rb").read()).hexdigest()[:32]
     assert digest in {entry[2] for entry in shard["entries"].values()}
@@ -257,13 +267,13 @@ def test_two_seeded_runs_write_identical_files(tmp_path, folder, tiny_module):
 
 
 def test_a_warm_run_never_loads_the_module(tmp_path, folder, tiny_module, monkeypatch):
-    from retrain import hub_module
+    from retrain.module import hub
 
     first = retrain.run(config_for(tmp_path, folder, tiny_module))
     graph = (tmp_path / "out" / "graph.pb").read_bytes()
     loads = []
-    original = hub_module._load
-    monkeypatch.setattr(hub_module, "_load", lambda *args: loads.append(args) or original(*args))
+    original = hub._load
+    monkeypatch.setattr(hub, "_load", lambda *args: loads.append(args) or original(*args))
     again = retrain.run(config_for(tmp_path, folder, tiny_module, name="again"))
     assert again.bottlenecks_computed == 0 and not loads
     # The same graph, from the frozen module kept beside the cache.

@@ -1,7 +1,6 @@
 """Calibrated scores, the "unknown" answer, the evaluation report and TensorBoard's evaluation tabs."""
 
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -11,12 +10,14 @@ import typing
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import make_split_safe_folder
 from PIL import Image
 
 import retrain
-from conftest import make_split_safe_folder
-from retrain import calibration, label_image_main, testing
 from retrain import config as config_lib
+from retrain import testing
+from retrain.commands import label_image_main
+from retrain.evaluation import calibration
 from retrain.exports import frozen_graph
 
 
@@ -253,8 +254,8 @@ def test_the_report_renders_in_a_real_browser(held_out_run, tmp_path):
 def test_a_missing_report_library_is_one_clear_line(monkeypatch, tmp_path):
     import builtins
 
-    from retrain import report
     from retrain.errors import UserError
+    from retrain.evaluation import report
 
     real_import = builtins.__import__
 

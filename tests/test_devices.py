@@ -16,9 +16,9 @@ def test_two_logical_devices_give_the_same_bottlenecks(tmp_path, image_folder, t
         from absl import logging
         logging.set_verbosity(logging.INFO)
         import retrain
-        from retrain import devices, hub_module
+        from retrain.module import devices, hub
         assert devices.extraction_devices() == ["/device:CPU:0", "/device:CPU:1"], devices.extraction_devices()
-        extractor = hub_module.load_feature_extractor({tiny_module!r})
+        extractor = hub.load_feature_extractor({tiny_module!r})
         batch = np.random.default_rng(0).random((7, 24, 24, 3)).astype(np.float32)
         one = devices.split_across(extractor.extract, [])(batch)
         two = devices.split_across(extractor.extract, devices.extraction_devices())(batch)
@@ -36,13 +36,15 @@ def test_two_logical_devices_give_the_same_bottlenecks(tmp_path, image_folder, t
     assert "Extraction splits each batch across 2 devices" in done.stderr
 
     import numpy as np
-
     from conftest import cache_files
-    from retrain import bottlenecks, hub_module, images
 
-    single = hub_module.load_feature_extractor(tiny_module)
+    from retrain.cache import text_format
+    from retrain.data import images
+    from retrain.module import hub
+
+    single = hub.load_feature_extractor(tiny_module)
     for path in sorted(cache_files(tmp_path / "two"))[:10]:
         image = path.replace(str(tmp_path / "two"), image_folder).rsplit("_", 1)[0]
         pixels = images.to_module_input(images.read_image(image), 24, 24)
         expected = single.extract(pixels[np.newaxis]).numpy()[0]
-        np.testing.assert_allclose(bottlenecks.read_cached(path, 32), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(text_format.read_cached(path, 32), expected, rtol=1e-5, atol=1e-6)

@@ -1,12 +1,11 @@
 import os
 
 import numpy as np
-import pytest
-
 from conftest import cache_files, frozen_graph_scores, run_tool
-from retrain import images
+
 from retrain.config import DistortionConfig
-from retrain.distortions import Distorter, copy_seed, settings_tag
+from retrain.data import images
+from retrain.data.distortions import Distorter, copy_seed, settings_tag
 
 H = W = 12
 

@@ -5,13 +5,14 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import cache_files
 from PIL import Image
 
 import retrain
-from conftest import cache_files
-from retrain import images, label_image, module_inputs, testing
+from retrain import label_image, testing
+from retrain.data import images, module_inputs
+from retrain.data.preprocessing import Preprocessing
 from retrain.exports import frozen_graph
-from retrain.preprocessing import Preprocessing
 
 
 def big_jpeg(path, colour, size=(1200, 900), seed=0, orientation=None):

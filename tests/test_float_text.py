@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from retrain import bottlenecks, float_text
+from retrain.cache import fill, text_format
 
 # Where the two writers' rules differ or numpy is particular: signed zeros, non-finite
 # values, the ends of positional notation, powers of two, subnormals, the largest float32.
@@ -29,22 +29,22 @@ def _samples(rng):
 
 def test_numpy_path_is_str_of_each_float32():
     values = np.array([1 / 3, 1e-8, -2.5, 0.0, 123456.79], np.float64)
-    assert float_text.format_float32(values, compiled=False) == "0.33333334,1e-08,-2.5,0.0,123456.79"
-    assert float_text.format_float32(np.zeros(0, np.float32)) == ""
+    assert text_format.format_float32(values, compiled=False) == "0.33333334,1e-08,-2.5,0.0,123456.79"
+    assert text_format.format_float32(np.zeros(0, np.float32)) == ""
 
 
 def test_compiled_writer_writes_numpys_text_for_every_kind_of_value():
     pytest.importorskip("orjson", reason='the compiled writer is the "fast" extra')
-    assert float_text.orjson is not None
+    assert text_format.orjson is not None
     for values in _samples(np.random.default_rng(0)):
         expected = _numpy_str(values)
-        assert float_text.format_float32(values) == expected
-        assert float_text.format_float32(values, compiled=False) == expected
+        assert text_format.format_float32(values) == expected
+        assert text_format.format_float32(values, compiled=False) == expected
 
 
 def test_cache_text_reads_back_bit_for_bit():
     values = np.concatenate([v[np.isfinite(v)] for v in _samples(np.random.default_rng(1))])
-    parsed = bottlenecks.parse_bottleneck(bottlenecks.format_bottleneck(values), values.size)
+    parsed = text_format.parse_bottleneck(text_format.format_bottleneck(values), values.size)
     np.testing.assert_array_equal(parsed.view(np.uint32), values.view(np.uint32))
 
 
@@ -56,12 +56,12 @@ def test_an_orjson_that_prints_other_text_is_not_used(monkeypatch):
         def dumps(vector, option=0):
             return ("[" + ",".join(repr(float(v)) for v in vector) + "]").encode()
 
-    monkeypatch.setattr(float_text, "orjson", PrintsFloat64)
-    assert not float_text._compiled_agrees()
+    monkeypatch.setattr(text_format, "orjson", PrintsFloat64)
+    assert not text_format._compiled_agrees()
 
 
 def test_without_the_extra_a_run_that_computes_names_the_install_once(tmp_path, caplog, monkeypatch):
-    from retrain import image_lists
+    from retrain.data import image_lists
 
     caplog.set_level("INFO", logger="absl")
     for name in ("a", "b"):
@@ -71,20 +71,20 @@ def test_without_the_extra_a_run_that_computes_names_the_install_once(tmp_path, 
     lists = image_lists.create_image_lists(str(tmp_path / "imgs"), 0, 0)
 
     def compute(cache):
-        return bottlenecks.load_or_compute(
+        return fill.load_or_compute(
             image_lists=lists, bottleneck_dir=str(tmp_path / cache), module_handle="m", dim=2,
             decode=lambda paths: iter([(list(range(len(paths))), np.zeros((len(paths), 1)), [])]),
             extract=lambda batch: np.full((len(batch), 2), 0.5, np.float32),
         )
 
-    monkeypatch.setattr(float_text, "orjson", None)
+    monkeypatch.setattr(text_format, "orjson", None)
     compute("numpy_cache")
     hints = [m for m in caplog.messages if 'pip install "retrain[fast]"' in m]
     assert len(hints) == 1
     caplog.clear()
     compute("numpy_cache")  # Nothing computed: nothing to say.
     assert not any("retrain[fast]" in m for m in caplog.messages)
-    monkeypatch.setattr(float_text, "orjson", pytest.importorskip("orjson"))
+    monkeypatch.setattr(text_format, "orjson", pytest.importorskip("orjson"))
     caplog.clear()
     compute("compiled_cache")
     assert not any("retrain[fast]" in m for m in caplog.messages)

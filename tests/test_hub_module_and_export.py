@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from retrain import hub_module, testing
+from retrain import testing
+from retrain.data.preprocessing import Preprocessing
 from retrain.errors import UserError
 from retrain.exports import checkpoint, frozen_graph, labels, saved_model
-from retrain.exports.model import TrainedModel
-from retrain.preprocessing import Preprocessing
+from retrain.model import TrainedModel
+from retrain.module import hub
+from retrain.module.frozen import FrozenModule
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +21,7 @@ def tf1_module(tmp_path_factory):
 
 def trained_model(extractor, weights, biases, final_tensor_name="final_result", **more):
     return TrainedModel(
-        extractor=extractor,
-        frozen_module=frozen_graph.FrozenModule(extractor),
+        frozen_module=FrozenModule(extractor),
         preprocessing=Preprocessing(extractor.height, extractor.width),
         labels=[f"class {i}" for i in range(len(biases))],
         weights=np.asarray(weights, np.float32),
@@ -35,22 +36,22 @@ def random_images(n=4, size=24):
 
 
 def test_tf2_module_size_and_features(tiny_module):
-    extractor = hub_module.load_feature_extractor(tiny_module)
+    extractor = hub.load_feature_extractor(tiny_module)
     assert (extractor.height, extractor.width, extractor.feature_dim) == (24, 24, 32)
     assert extractor.extract(random_images()).shape == (4, 32)
 
 
 def test_tf1_hub_format_module_gives_the_same_features(tiny_module, tf1_module):
-    tf2 = hub_module.load_feature_extractor(tiny_module)
-    tf1 = hub_module.load_feature_extractor(tf1_module)
+    tf2 = hub.load_feature_extractor(tiny_module)
+    tf1 = hub.load_feature_extractor(tf1_module)
     assert (tf1.height, tf1.width, tf1.feature_dim) == (24, 24, 32)
     np.testing.assert_allclose(tf1.extract(random_images()), tf2.extract(random_images()), atol=1e-5)
 
 
 def test_a_module_with_recorded_sizes_is_loaded_when_first_called(tiny_module, tmp_path):
-    first = hub_module.load_feature_extractor(tiny_module, facts_dir=str(tmp_path))
+    first = hub.load_feature_extractor(tiny_module, facts_dir=str(tmp_path))
     assert first.loaded
-    later = hub_module.load_feature_extractor(tiny_module, facts_dir=str(tmp_path))
+    later = hub.load_feature_extractor(tiny_module, facts_dir=str(tmp_path))
     assert not later.loaded
     assert (later.height, later.width, later.feature_dim, later.fingerprint) == (
         first.height, first.width, first.feature_dim, first.fingerprint)
@@ -58,23 +59,23 @@ def test_a_module_with_recorded_sizes_is_loaded_when_first_called(tiny_module, t
     assert later.loaded
     # Recorded per requested size: a size the module refuses is still refused.
     with pytest.raises(UserError, match="--image_size=32"):
-        hub_module.load_feature_extractor(tiny_module, image_size=32, facts_dir=str(tmp_path))
+        hub.load_feature_extractor(tiny_module, image_size=32, facts_dir=str(tmp_path))
 
 
 def test_image_size_must_agree_with_a_fixed_module(tiny_module):
-    assert hub_module.load_feature_extractor(tiny_module, image_size=24).height == 24
+    assert hub.load_feature_extractor(tiny_module, image_size=24).height == 24
     with pytest.raises(UserError, match="--image_size=32"):
-        hub_module.load_feature_extractor(tiny_module, image_size=32)
+        hub.load_feature_extractor(tiny_module, image_size=32)
 
 
 def test_missing_module_directory_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        hub_module.load_feature_extractor(str(tmp_path / "nothing"))
+        hub.load_feature_extractor(str(tmp_path / "nothing"))
 
 
 def test_directory_that_is_not_a_module_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="Could not load TF-Hub module"):
-        hub_module.load_feature_extractor(str(tmp_path))
+        hub.load_feature_extractor(str(tmp_path))
 
 
 def run_frozen_graph(graph_def, images, output="final_result"):
@@ -87,7 +88,7 @@ def run_frozen_graph(graph_def, images, output="final_result"):
 
 @pytest.mark.parametrize("which", ["tf2", "tf1"])
 def test_frozen_graph_runs_in_tf1_and_matches_the_model(tiny_module, tf1_module, which):
-    extractor = hub_module.load_feature_extractor(tiny_module if which == "tf2" else tf1_module)
+    extractor = hub.load_feature_extractor(tiny_module if which == "tf2" else tf1_module)
     rng = np.random.default_rng(0)
     weights = rng.normal(size=(32, 3)).astype(np.float32)
     biases = rng.normal(size=3).astype(np.float32)
@@ -104,7 +105,7 @@ def test_frozen_graph_runs_in_tf1_and_matches_the_model(tiny_module, tf1_module,
 
 
 def test_frozen_graph_keeps_the_bottleneck_input_and_custom_output_name(tiny_module):
-    extractor = hub_module.load_feature_extractor(tiny_module)
+    extractor = hub.load_feature_extractor(tiny_module)
     model = trained_model(extractor, np.ones((32, 2), np.float32), np.array([0.0, 1.0], np.float32), "my_scores")
     graph_def = frozen_graph.graph_def_of(model)
     graph = tf.Graph()
@@ -116,7 +117,7 @@ def test_frozen_graph_keeps_the_bottleneck_input_and_custom_output_name(tiny_mod
 
 
 def test_saved_model_serving_signature(tiny_module, tmp_path):
-    extractor = hub_module.load_feature_extractor(tiny_module)
+    extractor = hub.load_feature_extractor(tiny_module)
     weights = np.random.default_rng(1).normal(size=(32, 2)).astype(np.float32)
     biases = np.zeros(2, np.float32)
     path = str(tmp_path / "sm")
@@ -146,8 +147,8 @@ def test_labels_file_and_checkpoint(tmp_path):
 
 def test_module_without_fixed_size_uses_image_size_or_299(tmp_path):
     module = testing.build_tiny_module(str(tmp_path / "any_size"), fixed_size=False)
-    assert hub_module.load_feature_extractor(module).height == 299
-    extractor = hub_module.load_feature_extractor(module, image_size=32)
+    assert hub.load_feature_extractor(module).height == 299
+    extractor = hub.load_feature_extractor(module, image_size=32)
     assert (extractor.height, extractor.width, extractor.feature_dim) == (32, 32, 32)
     graph_def = frozen_graph.graph_def_of(trained_model(extractor, np.zeros((32, 2)), np.zeros(2)))
     placeholder = next(n for n in graph_def.node if n.name == "Placeholder")

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from retrain import image_lists
+from retrain.data import image_lists
 from retrain.errors import UserError
 
 

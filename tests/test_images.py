@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from retrain import images
+from retrain.data import images
 from retrain.errors import ImageError
 
 

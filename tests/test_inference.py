@@ -5,9 +5,10 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import run_tool
-from retrain import evaluation, inference, testing
+
+from retrain import inference, testing
+from retrain.evaluation import metrics as evaluation
 
 v1 = tf.compat.v1
 
@@ -108,7 +109,7 @@ def test_input_size_flags_for_graphs_without_a_fixed_size(tmp_path, images_dir):
 
 
 def test_large_constants_run_from_variables_with_identical_scores(tmp_path):
-    from retrain import graph_weights
+    from retrain.runtime import graph_weights
 
     rng = np.random.default_rng(0)
     weights = rng.normal(size=(192, 200)).astype(np.float32)  # 150 KB: moved to a variable.

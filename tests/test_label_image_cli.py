@@ -15,10 +15,11 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import run_tool
+
 from retrain import config as config_lib
-from retrain import label_image_main, testing
+from retrain import testing
+from retrain.commands import label_image_main
 
 
 def label_image(model, *args, graph=None):
@@ -225,7 +226,7 @@ def test_tensorflow_imported_without_keras_for_graphs_and_keras_importable_after
 
     code = (
         "import sys\n"
-        "from retrain import cli\n"
+        "from retrain.commands import cli\n"
         "cli.import_tensorflow_quietly(verbose=False, without_keras=True)\n"
         "import tensorflow as tf\n"
         "print('keras' in sys.modules, float(tf.reduce_sum(tf.ones(3))))\n"

@@ -1,6 +1,6 @@
 """The allocator settings: glibc is told once, other C libraries are left alone."""
 
-from retrain import memory
+from retrain.runtime import memory
 
 
 class FakeLibc:

@@ -4,12 +4,12 @@ import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 import pytest
+import tensorflow as tf
 from PIL import Image
 
-from retrain import images, module_inputs
-from retrain.preprocessing import Preprocessing
+from retrain.data import images, module_inputs
+from retrain.data.preprocessing import Preprocessing
 
 H, W = 11, 13
 EXACT = Preprocessing(H, W)

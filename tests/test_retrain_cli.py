@@ -1,13 +1,13 @@
 """End to end through the installed `retrain` console script."""
 
 import os
-import shutil
 
 import numpy as np
 import pytest
-
 from conftest import cache_files, frozen_graph_scores, run_tool
-from retrain import image_lists, testing
+
+from retrain import testing
+from retrain.data import image_lists
 
 
 def retrain_args(tmp_path, image_dir, module, *extra):
@@ -251,7 +251,7 @@ def test_tools_start_without_importing_pyplot_yet_leave_it_importable():
     pytest.importorskip("matplotlib")
     code = (
         "import sys\n"
-        "from retrain import cli\n"
+        "from retrain.commands import cli\n"
         "cli.import_tensorflow_quietly(verbose=False)\n"
         "print('matplotlib.pyplot' in sys.modules)\n"
         "import matplotlib.pyplot\n"

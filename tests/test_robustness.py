@@ -7,10 +7,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import cache_files, make_split_safe_folder, run_tool, start_tool
 from PIL import Image
 
-from conftest import cache_files, make_split_safe_folder, run_tool, start_tool
-from retrain import bottlenecks, testing
+from retrain import testing
+from retrain.cache import layout, text_format
 
 
 def save(image, path, *args, **kwargs):
@@ -81,7 +82,7 @@ def test_trap_folder_runs_through_and_reports_what_it_skipped(tmp_path, trap_fol
     assert "Looking for images in 'empty_class'" in log and "No files found" in log
     assert open(tmp_path / "out" / "labels.txt").read() == "cats\ndogs\n"
     cached = {os.path.basename(p) for p in cache_files(tmp_path / "bn")}
-    module = bottlenecks.mangle_module_name(tiny_module)
+    module = layout.mangle_module_name(tiny_module)
     for name in ("été à Zürich.jpg", "phone photo.jpg", "huge.jpg", "modern.webp", "animated.gif", "cmyk.jpg"):
         assert f"{name}_{module}.txt" in cached
     assert f"nested.jpg_{module}.txt" in cached
@@ -90,7 +91,7 @@ def test_trap_folder_runs_through_and_reports_what_it_skipped(tmp_path, trap_fol
 
 
 def test_exif_rotation_stands_the_image_upright(tmp_path):
-    from retrain import images
+    from retrain.data import images
 
     pixels = np.zeros((30, 60, 3), np.uint8)
     pixels[:, :30] = (255, 0, 0)
@@ -137,12 +138,12 @@ def test_ctrl_c_during_caching_keeps_outputs_and_a_complete_cache(tmp_path, tiny
     files = cache_files(cache)
     assert len(files) == cached_count and all(f.endswith(".txt") for f in files)
     for path in files:
-        bottlenecks.parse_bottleneck(open(path).read(), 32)
+        text_format.parse_bottleneck(open(path).read(), 32)
     assert open(tmp_path / "out" / "graph.pb", "rb").read() == graph_before
     # The records were saved too, complete: one per cache file, each naming its image's content.
-    from retrain import cache_records
+    from retrain.cache import records as cache_records
 
-    records = cache_records.CacheRecords(str(cache), bottlenecks.mangle_module_name(tiny_module), "").load()
+    records = cache_records.CacheRecords(str(cache), layout.mangle_module_name(tiny_module), "").load()
     assert all(records.get(path) is not None for path in files)
     assert not [n for _, _, names in os.walk(cache) for n in names if n.endswith(".tmp")]
 

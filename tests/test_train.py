@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from retrain import train
-from retrain.bottlenecks import BottleneckSet
+from retrain.cache.sets import BottleneckSet
 from retrain.config import TrainConfig
+from retrain.evaluation import held_out
+from retrain.training import trainer
+from retrain.training.sampler import ClassBalancedSampler
 
 
 def make_sets(learnable=True, per_class=(40, 40, 40), dim=16, seed=0):
@@ -31,6 +33,24 @@ def make_sets(learnable=True, per_class=(40, 40, 40), dim=16, seed=0):
 CONFIG = TrainConfig(how_many_training_steps=300, learning_rate=0.1, eval_step_interval=50)
 
 
+class LayerOnly:
+    """The trained layer as a model: logits of bottlenecks (what held_out.final_test asks of a model)."""
+
+    def __init__(self, result, class_count):
+        self.result = result
+        self.labels = [f"class {i}" for i in range(class_count)]
+
+    def logits(self, images):
+        return images.features @ self.result.weights + self.result.biases
+
+
+def train(*, sets, class_count, train_config, seed, **options):
+    """trainer.train on the sets, then the final test as a run does it: (TrainResult, TestResult)."""
+    result = trainer.train(examples=sets["training"], validation=sets["validation"], testing=sets["testing"],
+                           class_count=class_count, train_config=train_config, seed=seed, **options)
+    return result, held_out.final_test(LayerOnly(result, class_count), sets["testing"], result.test_rows)
+
+
 @pytest.mark.parametrize("steps, interval, store, evaluated, stored", [
     (25, 10, 0, [0, 10, 20, 24], []),
     (25, 10, 7, [0, 10, 20, 24], [7, 14, 21]),
@@ -43,32 +63,32 @@ def test_evaluations_and_stores_at_retrain_py_steps(caplog, steps, interval, sto
     caplog.set_level("INFO", logger="absl")
     calls = []
     config = TrainConfig(how_many_training_steps=steps, learning_rate=0.1, eval_step_interval=interval, random_seed=0)
-    train.train(sets=make_sets(True), class_count=3, train_config=config, seed=0,
-                intermediate_store_frequency=store, on_intermediate=lambda step, w, b: calls.append(step))
+    train(sets=make_sets(True), class_count=3, train_config=config, seed=0,
+          intermediate_store_frequency=store, on_intermediate=lambda step, w, b: calls.append(step))
     logged = [int(m) for m in re.findall(r"Step (\d+): Train accuracy", caplog.text)]
     assert logged == evaluated
     assert len(re.findall(r"Step \d+: Validation accuracy = [\d.]+% \(N=100\)", caplog.text)) == len(evaluated)
     assert calls == stored
-    assert all(s in train.training_schedule(steps, interval, store) for s in stored + [steps - 1])
+    assert all(s in trainer.training_schedule(steps, interval, store) for s in stored + [steps - 1])
 
 
 def test_learnable_data_reaches_high_test_accuracy():
-    result = train.train(sets=make_sets(True), class_count=3, train_config=CONFIG, seed=1)
-    assert result.test_accuracy > 0.95
-    assert result.test_count == 60
+    result, test = train(sets=make_sets(True), class_count=3, train_config=CONFIG, seed=1)
+    assert test.accuracy > 0.95
+    assert test.count == 60
     assert result.weights.shape == (16, 3) and result.biases.shape == (3,)
 
 
 def test_random_labels_stay_near_chance():
-    result = train.train(sets=make_sets(False), class_count=3, train_config=CONFIG, seed=1)
-    assert result.test_accuracy < 0.6
+    _, test = train(sets=make_sets(False), class_count=3, train_config=CONFIG, seed=1)
+    assert test.accuracy < 0.6
 
 
 def test_same_seed_same_weights_other_seed_differs():
     sets = make_sets(True)
-    a = train.train(sets=sets, class_count=3, train_config=CONFIG, seed=5)
-    b = train.train(sets=sets, class_count=3, train_config=CONFIG, seed=5)
-    c = train.train(sets=sets, class_count=3, train_config=CONFIG, seed=6)
+    a, _ = train(sets=sets, class_count=3, train_config=CONFIG, seed=5)
+    b, _ = train(sets=sets, class_count=3, train_config=CONFIG, seed=5)
+    c, _ = train(sets=sets, class_count=3, train_config=CONFIG, seed=6)
     np.testing.assert_array_equal(a.weights, b.weights)
     assert not np.allclose(a.weights, c.weights)
 
@@ -76,48 +96,46 @@ def test_same_seed_same_weights_other_seed_differs():
 def test_logs_the_three_step_lines_and_misclassified(caplog):
     caplog.set_level("INFO", logger="absl")
     config = TrainConfig(how_many_training_steps=12, eval_step_interval=5, validation_batch_size=-1)
-    result = train.train(sets=make_sets(False), class_count=3, train_config=config, seed=1)
+    _, test = train(sets=make_sets(False), class_count=3, train_config=config, seed=1)
     steps = [line for line in caplog.messages if ": Step " in line]
     assert [s.split(": Step ")[1].split(":")[0] for s in steps[::3]] == ["0", "5", "10", "11"]
     assert "Train accuracy = " in steps[0] and "Cross entropy = " in steps[1]
     assert steps[2].endswith("(N=30)")  # -1: the whole validation set.
-    assert len(result.misclassified) == round(result.test_count * (1 - result.test_accuracy))
+    assert len(test.misclassified) == round(test.count * (1 - test.accuracy))
 
 
 def test_sampling_is_class_balanced():
     bset = make_sets(True, per_class=(90, 10))["training"]
-    sampler = train._Sampler(bset, 2)
-    import tensorflow as tf
-
-    _, labels = sampler.sample(tf.random.Generator.from_seed(0), 4000)
-    share = np.mean(labels.numpy() == 1)
+    sampler = ClassBalancedSampler(bset.labels, 2)
+    rows = sampler.rows(tf.random.Generator.from_seed(0), 4000).numpy()
+    share = np.mean(bset.labels[rows] == 1)
     assert 0.45 < share < 0.55
 
 
 def test_test_batch_size_samples_that_many():
     config = TrainConfig(how_many_training_steps=5, test_batch_size=7)
-    result = train.train(sets=make_sets(True), class_count=3, train_config=config, seed=1)
-    assert result.test_count == 7
+    _, test = train(sets=make_sets(True), class_count=3, train_config=config, seed=1)
+    assert test.count == 7
 
 
 def test_class_without_validation_or_test_images_is_left_out():
     sets = make_sets(True, per_class=(40, 40, 2))  # class 2: 0 validation, 1 test image
     sets["validation"].labels  # noqa: B018
     assert 2 not in set(sets["validation"].labels.tolist())
-    result = train.train(sets=sets, class_count=3, train_config=CONFIG, seed=1)
-    assert result.test_accuracy is not None
+    _, test = train(sets=sets, class_count=3, train_config=CONFIG, seed=1)
+    assert test.accuracy is not None
 
 
 def test_no_test_images_gives_no_accuracy():
     sets = make_sets(True)
     sets["testing"] = BottleneckSet(np.zeros((0, 16), np.float32), np.zeros(0, np.int64), [])
-    result = train.train(sets=sets, class_count=3, train_config=TrainConfig(how_many_training_steps=3), seed=1)
-    assert result.test_accuracy is None and result.test_count == 0
+    _, test = train(sets=sets, class_count=3, train_config=TrainConfig(how_many_training_steps=3), seed=1)
+    assert test.accuracy is None and test.count == 0
 
 
 def test_summaries_written(tmp_path):
     config = TrainConfig(how_many_training_steps=20, eval_step_interval=10)
-    train.train(sets=make_sets(True), class_count=3, train_config=config, seed=1, summaries_dir=str(tmp_path))
+    train(sets=make_sets(True), class_count=3, train_config=config, seed=1, summaries_dir=str(tmp_path))
     # Read as TensorBoard reads them (its plugin accumulator converts older summary kinds).
     from tensorboard.backend.event_processing import plugin_event_accumulator
 
@@ -145,7 +163,7 @@ def test_summaries_written(tmp_path):
 def test_intermediate_callback_gets_steps():
     seen = []
     config = TrainConfig(how_many_training_steps=25, eval_step_interval=10)
-    train.train(
+    train(
         sets=make_sets(True), class_count=3, train_config=config, seed=1,
         intermediate_store_frequency=10, on_intermediate=lambda step, w, b: seen.append((step, w.shape)),
     )

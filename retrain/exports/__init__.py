@@ -1,24 +1,44 @@
-"""Everything a run writes after training, declared once.
+"""Everything a run writes, declared once: OUTPUTS.
 
-OUTPUTS lists each artifact with the OutputConfig field (and flag) naming its location,
-whether it is a folder, and its writer. The same table drives the check, before the
-long work, that every location can be written, and the writing itself; a new format
-is one module with a ``write(path, model, options)`` function and one entry here.
+Each entry owns its flags: the OutputConfig field holding its location and its
+options (help, choices, and a check of their values), and names the module that
+writes it (imported only when it is written, so the table costs no TensorFlow). The
+same table drives the flags of ``retrain`` (commands turn each Flag into an absl flag
+and back into OutputConfig), the check before the long work that every location can
+be written, and the writing itself. A new format is one module with a
+``write(path, model, options)`` function and one entry here.
 
-Every artifact is written atomically (temporary name, then rename; see storage), with
-the permissions the user's umask gives.
+Every artifact is written atomically (temporary name, then rename; see data.storage),
+with the permissions the user's umask gives.
 """
 
 import dataclasses
+import importlib
 from typing import Callable
 
 from absl import logging
 
-from retrain import storage
+from retrain import config
 from retrain.config import OutputConfig
+from retrain.data import storage
 from retrain.errors import UserError
-from retrain.exports import checkpoint, frozen_graph, labels, saved_model, tflite
-from retrain.exports.model import HeldOutImages, TrainedModel
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A command-line flag that sets the OutputConfig field of the same name.
+
+    Its type and default are the field's (config.OutputConfig); choices make it an enum.
+    """
+
+    name: str
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+def _no_problem(options: OutputConfig) -> str | None:
+    del options
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,32 +49,119 @@ class Output:
       field: the OutputConfig field, and command-line flag, holding its location
         ('' there: not written).
       description: what it is, for messages.
-      is_folder: a folder (SavedModel) rather than a file.
-      write: (path, TrainedModel, OutputConfig) -> a report or None.
+      writer: the module whose write(path, TrainedModel, OutputConfig) writes it and
+        returns a report or None; '' for what is written during training (its
+        location is still checked up front).
+      flags: the flags it owns, its location's first.
+      is_folder: a folder (a SavedModel, replaced whole) rather than a file.
+      writes_inside: files go inside the location, which must itself be writable.
       announcement: logged with the path before writing ('' for nothing).
+      check: OutputConfig -> a message naming a flag whose value cannot work, or None.
+      enabled: OutputConfig -> whether it is written (None: whenever its location is set).
     """
 
     field: str
     description: str
-    is_folder: bool
-    write: Callable[[str, TrainedModel, OutputConfig], object]
+    writer: str
+    flags: tuple[Flag, ...]
+    is_folder: bool = False
+    writes_inside: bool = False
     announcement: str = ""
+    check: Callable[[OutputConfig], str | None] = _no_problem
+    enabled: Callable[[OutputConfig], bool] | None = None
 
     def location(self, options: OutputConfig) -> str:
         return getattr(options, self.field)
 
+    def is_enabled(self, options: OutputConfig) -> bool:
+        return self.enabled(options) if self.enabled else bool(self.location(options))
+
+    def write(self, path: str, model, options: OutputConfig):
+        return importlib.import_module(self.writer).write(path, model, options)
+
+
+def _check_final_tensor_name(options: OutputConfig) -> str | None:
+    return None if options.final_tensor_name else "--final_tensor_name must not be empty"
+
+
+def _check_tflite(options: OutputConfig) -> str | None:
+    if options.tflite_io_type != "float32" and options.tflite_quantization != "int8":
+        return "--tflite_io_type uint8 or int8 needs --tflite_quantization int8"
+    if options.tflite_representative_images <= 0:
+        return f"--tflite_representative_images must be positive, not {options.tflite_representative_images}"
+    return None
+
+
+def _check_intermediate(options: OutputConfig) -> str | None:
+    if options.intermediate_store_frequency < 0:
+        return f"--intermediate_store_frequency must be 0 or positive, not {options.intermediate_store_frequency}"
+    return None
+
 
 # In the order they are written.
 OUTPUTS = (
-    Output("checkpoint_path", "checkpoint", False, checkpoint.write),
-    Output("output_graph", "frozen graph", False, frozen_graph.write, "Save final result to : %s"),
-    Output("output_labels", "labels file", False, labels.write),
-    Output("saved_model_dir", "SavedModel", True, saved_model.write, "Saving the SavedModel to %s"),
-    Output("output_tflite", "TFLite model", False, tflite.write, "Converting to TFLite for %s"),
+    Output("checkpoint_path", "checkpoint", "retrain.exports.checkpoint", (
+        Flag("checkpoint_path", "Where to save the checkpoint of the trained layer."),
+    )),
+    Output("output_graph", "frozen graph", "retrain.exports.frozen_graph", (
+        Flag("output_graph", "Where to save the trained graph."),
+        Flag("final_tensor_name", "The name of the output classification layer in the retrained graph."),
+    ), announcement="Save final result to : %s", check=_check_final_tensor_name),
+    Output("output_labels", "labels file", "retrain.exports.labels", (
+        Flag("output_labels", "Where to save the trained graph's labels."),
+    )),
+    Output("saved_model_dir", "SavedModel", "retrain.exports.saved_model", (
+        Flag("saved_model_dir",
+             "Where to also save the model as a SavedModel, for TF Serving and Python. Signature "
+             "serving_default: input 'image' (as the frozen graph's), output 'prediction'; signature "
+             "serving_bytes: input 'images', encoded JPEG/PNG/GIF/BMP files, outputs 'scores', "
+             "'top_labels', 'top_scores'. Not saved if empty; an existing folder is replaced."),
+    ), is_folder=True, announcement="Saving the SavedModel to %s"),
+    Output("output_tflite", "TFLite model", "retrain.exports.tflite", (
+        Flag("output_tflite",
+             "Where to also save the model as TFLite (.tflite, for Android, iOS and the edge): input "
+             "'image' float32 [batch, height, width, 3] RGB in [0, 1] as for the frozen graph, output "
+             "'scores'. It is then run on the test images and its agreement with the frozen graph logged. "
+             "Not saved if empty."),
+        Flag("tflite_quantization",
+             "How --output_tflite stores the model: float (as trained), float16 (half the size), or int8 "
+             "(full-integer quantization calibrated on training images: a quarter of the size, fast on phones).",
+             choices=config.TFLITE_QUANTIZATIONS),
+        Flag("tflite_io_type",
+             "With --tflite_quantization int8: the type of the model's input and output. float32 (default) "
+             "needs no scale or zero point from callers; uint8 / int8 take quantized pixels.",
+             choices=config.TFLITE_IO_TYPES),
+        Flag("tflite_representative_images",
+             "With --tflite_quantization int8: how many training images (chosen with the random seed) "
+             "calibrate the quantization ranges. More can help when int8 agrees poorly with the frozen graph."),
+    ), announcement="Converting to TFLite for %s", check=_check_tflite),
+    Output("intermediate_output_graphs_dir", "intermediate graphs", "", (
+        Flag("intermediate_output_graphs_dir",
+             "Where to save the intermediate graphs (the file name is appended as is: keep the trailing '/')."),
+        Flag("intermediate_store_frequency",
+             "How many steps to store intermediate graph. If \"0\" then will not store."),
+    ), is_folder=True, writes_inside=True, check=_check_intermediate,
+        enabled=lambda options: options.intermediate_store_frequency > 0),
+    Output("summaries_dir", "TensorBoard summaries", "", (
+        Flag("summaries_dir",
+             "Where to save summary logs for TensorBoard. Its train/ and validation/ sub-folders are "
+             "replaced; nothing else in it is touched."),
+    ), is_folder=True, writes_inside=True),
 )
 
 
+def all_flags() -> tuple[Flag, ...]:
+    """Every flag the outputs own, in table order."""
+    return tuple(flag for output in OUTPUTS for flag in output.flags)
+
+
+def check_options(options: OutputConfig) -> list[str]:
+    """Messages, each naming a flag, for output options that cannot work ([] when all can)."""
+    return [message for output in OUTPUTS if (message := output.check(options))]
+
+
 def check_folder(folder: str, description: str) -> None:
+    """Raises UserError unless a file can be created in folder (made if missing)."""
     try:
         storage.check_writable(folder or ".")
     except OSError as e:
@@ -62,34 +169,33 @@ def check_folder(folder: str, description: str) -> None:
 
 
 def check_locations(options: OutputConfig) -> None:
-    """Raises UserError unless every configured output (and work folder) can be written.
+    """Raises UserError unless every configured output can be written.
 
     Called before the long work, so that a typo in a path costs seconds, not hours.
     """
     for output in OUTPUTS:
+        if not output.is_enabled(options):
+            continue
         path = output.location(options)
-        if not path:
+        if output.writes_inside:
+            check_folder(path, output.description)
             continue
         if not output.is_folder and storage.isdir(path):
             raise UserError(f"{path} is a directory; give a file name for --{output.field}.")
         check_folder(storage.dirname(path.rstrip("/")), output.description)
-    if options.summaries_dir:
-        check_folder(options.summaries_dir, "TensorBoard summaries")
-    if options.intermediate_store_frequency > 0:
-        check_folder(options.intermediate_output_graphs_dir, "intermediate graphs")
 
 
-def write_outputs(options: OutputConfig, model: TrainedModel) -> dict[str, object]:
-    """Writes every configured output of model; returns {field: report} for those that report.
+def write_outputs(options: OutputConfig, model) -> dict[str, object]:
+    """Writes every configured output of a TrainedModel; returns {field: report} for those that report.
 
     Raises:
       UserError: an output could not be written (the earlier file stays).
     """
     reports = {}
     for output in OUTPUTS:
-        path = output.location(options)
-        if not path:
+        if not output.writer or not output.is_enabled(options):
             continue
+        path = output.location(options)
         if output.announcement:
             logging.info(output.announcement, path)
         try:
@@ -101,4 +207,17 @@ def write_outputs(options: OutputConfig, model: TrainedModel) -> dict[str, objec
     return reports
 
 
-__all__ = ["OUTPUTS", "HeldOutImages", "Output", "TrainedModel", "check_folder", "check_locations", "write_outputs"]
+def write_intermediate(options: OutputConfig, model, step: int) -> None:
+    """The graph of a TrainedModel after step, as --intermediate_store_frequency asks (and its checkpoint)."""
+    from retrain.exports import intermediate
+
+    try:
+        intermediate.write(options, model, step)
+    except OSError as e:
+        raise UserError(f"Cannot write the intermediate graph of step {step}: {e.strerror or e}") from e
+
+
+__all__ = [
+    "OUTPUTS", "Flag", "Output", "all_flags", "check_folder", "check_locations", "check_options",
+    "write_intermediate", "write_outputs",
+]

@@ -8,7 +8,7 @@ through its checkpoint) is never needed.
 import numpy as np
 import tensorflow as tf
 
-from retrain import storage
+from retrain.data import storage
 
 
 def write_checkpoint(path: str, weights: np.ndarray, biases: np.ndarray) -> None:

@@ -1,6 +1,6 @@
 """The labels file retrain.py wrote: one label per line in class order, newline-terminated."""
 
-from retrain import storage
+from retrain.data import storage
 
 
 def write_labels(path: str, labels: list[str]) -> None:

@@ -23,7 +23,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from retrain import quiet, storage
+from retrain.data import storage
+from retrain.runtime import quiet
 
 SERVING_DEFAULT = "serving_default"
 SERVING_BYTES = "serving_bytes"
@@ -35,7 +36,7 @@ class _Classifier(tf.Module):
 
     def __init__(self, model, labels_file: str):
         super().__init__()
-        extractor = model.extractor
+        extractor = model.module
         self.feature_module = extractor.module
         self._extract = extractor.extract
         self._preprocessing = model.preprocessing

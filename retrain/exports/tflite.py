@@ -27,10 +27,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from retrain import config, module_inputs, quiet, storage, tflite_runtime
+from retrain import config
+from retrain.data import module_inputs, storage
 from retrain.errors import UserError
-from retrain.progress import Progress
-from retrain.quiet import muted_stderr
+from retrain.runtime import quiet, tflite_runtime
+from retrain.runtime.progress import Progress
+from retrain.runtime.quiet import muted_stderr
 
 QUANTIZATIONS = config.TFLITE_QUANTIZATIONS
 IO_TYPES = config.TFLITE_IO_TYPES
@@ -66,7 +68,7 @@ class TFLiteParity:
 
 
 def _classify_function(model):
-    extractor = model.extractor
+    extractor = model.module
     weights = tf.constant(model.weights)
     biases = tf.constant(model.biases)
     calibration = model.calibration
@@ -108,7 +110,7 @@ def convert(model, *, quantization: str = "float", io_type: str = "float32", rep
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_classify_function(model)], model.extractor.module)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([_classify_function(model)], model.module.module)
     if quantization == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -142,8 +144,8 @@ def convert(model, *, quantization: str = "float", io_type: str = "float32", rep
 def measure_parity(content: bytes, model, *, quantization: str, batch_size: int = 32) -> TFLiteParity | None:
     """Runs the .tflite content and compares it with the frozen graph on model.held_out.
 
-    The frozen graph's scores are its final layer on the cached bottlenecks of the
-    same images, which its module computed; the TFLite model gets the images,
+    The frozen graph's scores are the model's own on the same images (its final layer
+    on their bottlenecks, which its module computed); the TFLite model gets the images,
     decoded as for the cache. None when there are no held-out images.
     """
     held_out = model.held_out
@@ -161,7 +163,7 @@ def measure_parity(content: bytes, model, *, quantization: str, batch_size: int 
     if not chosen:
         return None
     tflite_scores = np.concatenate(scores)
-    reference = model.scores_of_bottlenecks(held_out.bottlenecks[chosen])
+    reference = model.scores(held_out.images.subset(chosen))
     truth = held_out.labels[chosen]
     return TFLiteParity(
         quantization=quantization,

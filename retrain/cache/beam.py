@@ -26,10 +26,11 @@ from absl import logging
 
 # No TensorFlow at import: Beam workers import this module to unpickle the DoFns, and
 # import TensorFlow later, in setup(), where its start-up chatter can be muted.
-from retrain import bottlenecks, cache_records, image_lists, storage
+from retrain.cache import fill, layout, plan, records, text_format
 from retrain.config import RetrainConfig
+from retrain.data import image_lists, storage
 from retrain.errors import ImageError, UserError
-from retrain.quiet import muted_stderr
+from retrain.runtime.quiet import muted_stderr
 
 INSTALL_HINT = 'retrain-cache needs Apache Beam: pip install "retrain[beam]"'
 _COUNTER_NAMESPACE = "retrain"
@@ -102,17 +103,14 @@ class CacheFillResult:
     failed_images: list[tuple[str, str]]
 
 
-def plan(config: RetrainConfig) -> CachePlan:
-    """Walks, splits and checks the cache exactly as ``retrain`` does; loads the module once."""
-    from retrain import distortions, hub_module
-    from retrain.preprocessing import Preprocessing
+def plan_fill(config: RetrainConfig, training: plan.TrainingImages) -> CachePlan:
+    """Walks, splits and checks the cache exactly as ``retrain`` does (the same stages and
+    cache.plan); loads the module at most once."""
+    from retrain.data.preprocessing import Preprocessing
+    from retrain.module import hub
 
-    lists = image_lists.create_image_lists(
-        config.image_dir, config.split.testing_percentage, config.split.validation_percentage
-    )
-    if not lists:
-        raise UserError(f"No valid folders of images found at {config.image_dir}")
-    extractor = hub_module.load_feature_extractor(config.tfhub_module, config.image_size, config.tfhub_cache_dir)
+    lists = image_lists.load(config.image_dir, config.split)
+    extractor = hub.load_for_run(config)
     module = ModuleSpec(
         handle=config.tfhub_module,
         image_size=config.image_size,
@@ -124,21 +122,11 @@ def plan(config: RetrainConfig) -> CachePlan:
         dim=extractor.feature_dim,
         fast_jpeg_decode=config.fast_jpeg_decode,
     )
-    common = dict(image_lists=lists, bottleneck_dir=config.bottleneck_dir, module_handle=extractor.cache_name)
     tag = Preprocessing(module.height, module.width, config.fast_jpeg_decode).cache_tag
-    distort = config.distortions
-    if distort.enabled:
-        # As retrain: validation and test undistorted; training as cached copies, or
-        # (distorted anew at every step) not cached at all.
-        entries = bottlenecks.cache_entries(**common, categories=("testing", "validation"), tag=tag)
-        if distort.distorted_copies:
-            entries += bottlenecks.cache_entries(
-                **common, categories=("training",), copies=distort.distorted_copies,
-                copy_tag=distortions.settings_tag(distort),
-            )
-    else:
-        entries = bottlenecks.cache_entries(**common, tag=tag)
-    state = bottlenecks.read_cache(
+    groups = plan.entry_groups(lists, bottleneck_dir=config.bottleneck_dir, module_name=extractor.cache_name,
+                               tag=tag, training=training)
+    entries = [entry for group in groups for entry in group]
+    state = fill.read_cache(
         entries, dim=module.dim, bottleneck_dir=config.bottleneck_dir, module_handle=extractor.cache_name,
         module_fingerprint=extractor.fingerprint,
     )
@@ -165,8 +153,8 @@ class DecodeImage:
 
     def setup(self):
         with muted_stderr():
-            from retrain import distortions
-            from retrain.preprocessing import Preprocessing
+            from retrain.data import distortions
+            from retrain.data.preprocessing import Preprocessing
 
         self._preprocessing = Preprocessing(self.module.height, self.module.width, self.module.fast_jpeg_decode)
         if self.distortion_config.enabled:
@@ -174,7 +162,7 @@ class DecodeImage:
 
     def decode(self, item: WorkItem) -> np.ndarray:
         """Raises ImageError; the pixels retrain's own decoding gives for this entry."""
-        from retrain import distortions, images
+        from retrain.data import distortions, images
 
         if item.copy_index is not None:
             seed = distortions.copy_seed(item.relative_path, item.copy_index)
@@ -195,9 +183,9 @@ class ExtractAndWrite:
 
     def setup(self):
         with muted_stderr():
-            from retrain import hub_module
+            from retrain.module import hub
 
-            extractor = hub_module.load_feature_extractor(
+            extractor = hub.load_feature_extractor(
                 self.module.handle, self.module.image_size, self.module.cache_dir
             )
         if extractor.fingerprint != self.module.fingerprint:
@@ -207,8 +195,8 @@ class ExtractAndWrite:
         self._extractor = extractor
 
     def start_bundle(self):
-        self._records = cache_records.CacheRecords(
-            self.bottleneck_dir, bottlenecks.mangle_module_name(self.module.cache_name), self.module.fingerprint
+        self._records = records.CacheRecords(
+            self.bottleneck_dir, layout.mangle_module_name(self.module.cache_name), self.module.fingerprint
         )
 
     def write(self, batch: list) -> int:
@@ -217,9 +205,9 @@ class ExtractAndWrite:
 
         features = self._extractor.extract(tf.constant(np.stack([pixels for _, pixels in batch]))).numpy()
         for (item, _), vector in zip(batch, features):
-            bottlenecks.write_bottleneck(item.cache_path, vector)
-            digest = cache_records.content_digest(storage.read_bytes(item.image_path))
-            self._records.put(item.cache_path, cache_records.Record(item.size, item.mtime_ns, digest))
+            text_format.write_bottleneck(item.cache_path, vector)
+            digest = records.content_digest(storage.read_bytes(item.image_path))
+            self._records.put(item.cache_path, records.Record(item.size, item.mtime_ns, digest))
         return len(batch)
 
     def finish_bundle(self):
@@ -264,13 +252,15 @@ def _pipeline_parts(beam):
     return DecodeFn, ExtractAndWriteFn
 
 
-def fill_cache(config: RetrainConfig, pipeline_args: list[str]) -> CacheFillResult:
+def fill_cache(config: RetrainConfig, pipeline_args: list[str], training: plan.TrainingImages) -> CacheFillResult:
     """Computes the missing or stale bottlenecks of config on a Beam pipeline.
 
     Args:
       config: retrain's settings (image_dir, split, module, bottleneck_dir, batch size,
         distortion copies); the rest is unused.
       pipeline_args: Beam's pipeline options (--runner, --direct_num_workers, ...).
+      training: what the training mode keeps of training images in the cache
+        (training.modes: the mode retrain would run with these settings).
 
     Raises:
       UserError: Beam is missing, an option is unknown, or the input is bad.
@@ -287,15 +277,13 @@ def fill_cache(config: RetrainConfig, pipeline_args: list[str]) -> CacheFillResu
     unknown = unknown_pipeline_options(pipeline_args)
     if unknown:
         raise UserError(f"Unknown flag(s) for retrain-cache or Apache Beam: {', '.join(unknown)}")
-    cache_plan = plan(config)
+    cache_plan = plan_fill(config, training)
     reused = len(cache_plan.entries) - len(cache_plan.missing)
     logging.info("%d bottlenecks to compute on Beam (%d found in the cache).", len(cache_plan.missing), reused)
     if not cache_plan.missing:
         return CacheFillResult(len(cache_plan.entries), reused, 0, [])
     storage.check_writable(config.bottleneck_dir)
-    failed_prefix = storage.join(
-        config.bottleneck_dir, cache_records.RECORDS_FOLDER, f"beam-{secrets.token_hex(6)}", "failed"
-    )
+    failed_prefix = layout.beam_failures_prefix(config.bottleneck_dir, secrets.token_hex(6))
     decode_fn, extract_fn = _pipeline_parts(beam)
     batch = config.bottleneck_batch_size
     pipeline = beam.Pipeline(options=options)
@@ -317,8 +305,8 @@ def fill_cache(config: RetrainConfig, pipeline_args: list[str]) -> CacheFillResu
     result.wait_until_finish()
     written = _counter(result, "written")
     failed = _read_failures(storage.dirname(failed_prefix))
-    cache_records.CacheRecords(
-        config.bottleneck_dir, bottlenecks.mangle_module_name(cache_plan.module.cache_name), cache_plan.module.fingerprint
+    records.CacheRecords(
+        config.bottleneck_dir, layout.mangle_module_name(cache_plan.module.cache_name), cache_plan.module.fingerprint
     ).load().compact()
     return CacheFillResult(len(cache_plan.entries), reused, written, failed)
 

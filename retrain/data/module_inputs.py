@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from retrain import batching, images
-from retrain.batching import BatchDecoder, DecodedBatch
-from retrain.preprocessing import Preprocessing, compiled_decode
+from retrain.data import batching, images
+from retrain.data.batching import BatchDecoder, DecodedBatch
+from retrain.data.preprocessing import Preprocessing, compiled_decode
 
 
 def module_input_decoder(

@@ -16,21 +16,16 @@ import hashlib
 import json
 import os
 import socket
-import threading
-from typing import Callable
 
 import tensorflow as tf
+from absl import logging
 
-from retrain import config, storage
-from retrain.errors import UserError
-
-# The frozen graph of the first retrain.py (inception-2015-12-05.tgz), and how it was fed.
-LEGACY_INCEPTION_GRAPH = "classify_image_graph_def.pb"
-LEGACY_INCEPTION_INPUT = "Mul:0"  # float [1, 299, 299, 3], (pixels 0-255 - 128) / 128
-LEGACY_INCEPTION_BOTTLENECK = "pool_3/_reshape:0"  # float [1, 2048]
-LEGACY_INCEPTION_SIZE = 299
-# retrain.py of TensorFlow 1.3-1.7 named cache files after --architecture: keep its name.
-LEGACY_INCEPTION_CACHE_NAME = "inception_v3"
+from retrain import config
+from retrain.cache import layout
+from retrain.data import storage
+from retrain.errors import UserError, first_line
+from retrain.module import inception_2015
+from retrain.module.extractor import FeatureExtractor
 
 # Files whose bytes identify a SavedModel's graph and weights (the variables index
 # holds a checksum of every tensor, so changed weights change it).
@@ -42,59 +37,18 @@ _TF1_SIGNATURES = ("image_feature_vector", "default")
 _NETWORK_TIMEOUT_SECONDS = 30
 
 
-class FeatureExtractor:
-    """A module, ready to turn images into bottlenecks; loaded when first called.
-
-    What a run needs to find its cache (sizes, fingerprint) is known before the module
-    is loaded: a warm run that computes nothing never spends the seconds loading
-    Inception v3's weights.
-
-    Attributes:
-      handle: the --tfhub_module string it was loaded from.
-      height, width: the image size the module is fed.
-      feature_dim: the length of its feature vectors.
-      fingerprint: a digest of the module's files: another one at the same handle
-        means other weights (hex, '' when unknown).
-      cache_name: the module's part of cache file names (the handle, or the name
-        retrain.py gave the 2015 Inception graph).
-      extract: float32 [batch, height, width, 3] in [0, 1] -> float32 [batch, dim].
-        A tf.function, so it can also be called inside other tf.functions (the
-        exported graph inlines it). Loads the module on first use.
-      module: the loaded object that owns the module's variables (loads it too).
-    """
-
-    def __init__(self, *, handle: str, height: int, width: int, feature_dim: int, load: Callable[[], tuple],
-                 loaded: tuple | None = None, fingerprint: str = "", cache_name: str = ""):
-        """load: () -> (extract, module), called once when either is first needed, unless
-        loaded already holds them."""
-        self.handle = handle
-        self.height = height
-        self.width = width
-        self.feature_dim = feature_dim
-        self.fingerprint = fingerprint
-        self.cache_name = cache_name
-        self._load = load
-        self._loaded = loaded
-        self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the module's graph and weights are in memory."""
-        return self._loaded is not None
-
-    @property
-    def extract(self) -> Callable[[tf.Tensor], tf.Tensor]:
-        return self._parts()[0]
-
-    @property
-    def module(self) -> object:
-        return self._parts()[1]
-
-    def _parts(self) -> tuple:
-        with self._lock:
-            if self._loaded is None:
-                self._loaded = self._load()
-            return self._loaded
+def load_for_run(run_config) -> FeatureExtractor:
+    """The module a RetrainConfig names, its sizes recorded beside its cache; logs the
+    device TensorFlow runs on and the module's input size, as every command that
+    extracts does."""
+    gpus = tf.config.list_physical_devices("GPU")
+    logging.info("TensorFlow runs on %s.", f"{len(gpus)} GPU(s)" if gpus else "the CPU (no GPU found)")
+    extractor = load_feature_extractor(
+        run_config.tfhub_module, run_config.image_size, run_config.tfhub_cache_dir,
+        facts_dir=run_config.bottleneck_dir,
+    )
+    logging.info("Using module %s with image size %dx%d.", run_config.tfhub_module, extractor.height, extractor.width)
+    return extractor
 
 
 def load_feature_extractor(
@@ -115,8 +69,8 @@ def load_feature_extractor(
     Raises:
       UserError: the module cannot be loaded or is not an image feature vector.
     """
-    if storage.basename(handle) == LEGACY_INCEPTION_GRAPH or _is_graph_file(handle):
-        return load_legacy_inception_graph(handle, image_size)
+    if storage.basename(handle) == inception_2015.GRAPH_FILE or _is_graph_file(handle):
+        return inception_2015.load(handle, image_size)
     location = _resolve(handle, cache_dir)
     fingerprint = module_fingerprint(location)
     facts_path = _facts_path(facts_dir, handle, image_size, fingerprint)
@@ -167,7 +121,7 @@ def _load_extract(handle: str, location: str, image_size: int | None) -> tuple[t
     except (ValueError, TypeError, tf.errors.OpError) as e:
         raise UserError(
             f"Module {handle} cannot be applied to float32 images of size {height}x{width}: "
-            f"{_first_line(e)}. Is it an image feature-vector module?"
+            f"{first_line(e)}. Is it an image feature-vector module?"
         ) from e
     if concrete.structured_outputs.shape.rank != 2 or concrete.structured_outputs.shape[-1] is None:
         raise UserError(f"Module {handle} does not return a fixed-size feature vector.")
@@ -176,10 +130,7 @@ def _load_extract(handle: str, location: str, image_size: int | None) -> tuple[t
 
 def _facts_path(facts_dir: str, handle: str, image_size: int | None, fingerprint: str) -> str:
     """Where a module's sizes are recorded: per handle, requested size and fingerprint ('' for none)."""
-    from retrain import bottlenecks, cache_records  # The cache's own names.
-
-    return cache_records.module_file(facts_dir, "modules", bottlenecks.mangle_module_name(handle),
-                                     str(image_size or "auto"), fingerprint, ".json")
+    return layout.module_file(facts_dir, "modules", handle, str(image_size or "auto"), fingerprint, ".json")
 
 
 def _read_facts(path: str) -> tuple[int, int, int] | None:
@@ -266,7 +217,7 @@ def _load(handle: str, location: str):
 
 def _unloadable(handle: str, error: Exception) -> UserError:
     return UserError(
-        f"Could not load TF-Hub module '{handle}' ({_first_line(error)}). Download it once "
+        f"Could not load TF-Hub module '{handle}' ({first_line(error)}). Download it once "
         "and pass its directory with --tfhub_module, or set TFHUB_CACHE_DIR to a "
         "cache that holds it."
     )
@@ -275,65 +226,6 @@ def _unloadable(handle: str, error: Exception) -> UserError:
 def _is_graph_file(handle: str) -> bool:
     """A local .pb file (not a SavedModel folder): a frozen graph given as the module."""
     return handle.endswith(".pb") and storage.is_local(handle) and os.path.isfile(handle)
-
-
-def load_legacy_inception_graph(path: str, image_size: int | None = None) -> FeatureExtractor:
-    """The 2015 Inception v3 frozen graph (classify_image_graph_def.pb) as a feature extractor.
-
-    Fed as the first retrain.py fed it: each image, resized to 299x299 with pixel
-    values 0-255, becomes (x - 128) / 128 at the graph's ``Mul`` node; the bottleneck
-    is ``pool_3/_reshape`` (2048 values). The graph takes one image per run.
-
-    Raises:
-      UserError: path is not such a graph.
-    """
-    if image_size and image_size != LEGACY_INCEPTION_SIZE:
-        raise UserError(f"--image_size={image_size} does not match the 299x299 input of {path}.")
-    try:
-        contents = storage.read_bytes(path)
-        graph_def = tf.compat.v1.GraphDef()
-        graph_def.ParseFromString(contents)
-    except Exception as e:  # OSError, protobuf's DecodeError.
-        raise UserError(f"Cannot read the Inception graph {path}: {_first_line(e)}") from e
-
-    def import_graph():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-
-    size = LEGACY_INCEPTION_SIZE
-    try:
-        imported = tf.compat.v1.wrap_function(import_graph, [])
-        # Only what lies between the old script's feed and the bottleneck: the JPEG
-        # decoding before it and the classifier after it are left out.
-        one_image = imported.prune(
-            imported.graph.as_graph_element(LEGACY_INCEPTION_INPUT),
-            imported.graph.as_graph_element(LEGACY_INCEPTION_BOTTLENECK),
-        )
-    except (ValueError, KeyError, tf.errors.OpError) as e:
-        raise UserError(
-            f"{path} is not the 2015 Inception v3 graph (it needs nodes {LEGACY_INCEPTION_INPUT} and "
-            f"{LEGACY_INCEPTION_BOTTLENECK}): {_first_line(e)}"
-        ) from e
-
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
-    def extract(images):
-        scaled = (images * 255.0 - 128.0) / 128.0  # [0, 1] -> the old script's (x - 128) / 128.
-        features = tf.map_fn(
-            lambda image: tf.reshape(one_image(image[tf.newaxis]), [2048]),
-            scaled,
-            fn_output_signature=tf.TensorSpec([None], tf.float32),
-        )
-        return tf.reshape(features, [-1, 2048])
-
-    return FeatureExtractor(
-        handle=path,
-        height=size,
-        width=size,
-        feature_dim=2048,
-        load=None,
-        loaded=(extract, one_image),
-        fingerprint=hashlib.blake2b(contents, digest_size=16).hexdigest(),
-        cache_name=LEGACY_INCEPTION_CACHE_NAME,
-    )
 
 
 def _find_image_call(module, handle: str):
@@ -369,8 +261,3 @@ def _fixed_size(shape: tf.TensorShape):
     if shape.rank == 4 and shape[1] is not None and shape[2] is not None:
         return int(shape[1]), int(shape[2])
     return None
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]

@@ -17,8 +17,10 @@ import io
 
 import numpy as np
 
-from retrain import calibration, evaluation, storage
+from retrain.data import storage
 from retrain.errors import ImageError, UserError
+from retrain.evaluation import calibration
+from retrain.evaluation import metrics as evaluation
 
 INSTALL_HINT = 'The evaluation report needs matplotlib and jinja2: pip install "retrain[report]"'
 THUMBNAIL_SIZE = 160
@@ -178,7 +180,7 @@ def _coverage_plot(plt, confidence: np.ndarray, correct: np.ndarray, threshold: 
 def _thumbnail(path: str) -> bytes:
     from PIL import Image
 
-    from retrain import images
+    from retrain.data import images
 
     pixels = images.read_image(path)
     image = Image.fromarray(pixels)

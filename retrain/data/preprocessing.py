@@ -17,7 +17,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from retrain import images
+from retrain.data import images
 
 # Scales at which a JPEG can be decoded in the DCT domain, largest reduction first.
 _JPEG_RATIOS = (8, 4, 2, 1)

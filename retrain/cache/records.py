@@ -27,9 +27,9 @@ import time
 
 from absl import logging
 
-from retrain import storage
+from retrain.cache import layout
+from retrain.data import storage
 
-RECORDS_FOLDER = ".retrain"
 # More shards than this are merged into one when a run saves its own.
 _MAX_SHARDS = 16
 _FORMAT = 1
@@ -53,23 +53,6 @@ class Record:
     digest: str
 
 
-def records_dir(bottleneck_dir: str, mangled_module: str) -> str:
-    """Where the records of one module's cache entries are kept."""
-    return storage.join(bottleneck_dir, RECORDS_FOLDER, "records", mangled_module)
-
-
-def module_file(bottleneck_dir: str, kind: str, mangled_module: str, detail: str, fingerprint: str, extension: str) -> str:
-    """Where something a run derives from a module once (its frozen graph, its sizes) is kept
-    beside the cache: ``.retrain/<kind>/<module>_<detail>_<fingerprint><extension>``.
-
-    '' without a cache or a fingerprint: nothing is then kept, since a module whose
-    weights cannot be told apart could be another one next time.
-    """
-    if not bottleneck_dir or not fingerprint:
-        return ""
-    return storage.join(bottleneck_dir, RECORDS_FOLDER, kind, f"{mangled_module}_{detail}_{fingerprint}{extension}")
-
-
 class CacheRecords:
     """The records of one module's cache entries in one bottleneck_dir.
 
@@ -81,7 +64,7 @@ class CacheRecords:
     def __init__(self, bottleneck_dir: str, mangled_module: str, fingerprint: str):
         self.bottleneck_dir = bottleneck_dir
         self._prefix = storage.join(bottleneck_dir, "")
-        self.folder = records_dir(bottleneck_dir, mangled_module)
+        self.folder = layout.records_dir(bottleneck_dir, mangled_module)
         self.fingerprint = fingerprint
         self.module_changed = False
         self._records: dict[str, Record] = {}
@@ -226,7 +209,7 @@ class Check:
 def check_entries(entries, records: CacheRecords, workers: int = 8) -> Check:
     """Decides which entries are current (see the module docstring); refreshes and adopts records.
 
-    entries: objects with image_path and cache_path (bottlenecks.CacheEntry).
+    entries: objects with image_path and cache_path (cache.plan.CacheEntry).
     """
     count = len(entries)
     image_stats = stat_all([e.image_path for e in entries], workers)

@@ -11,7 +11,8 @@ import re
 
 from absl import logging
 
-from retrain import config, storage
+from retrain import config
+from retrain.data import storage
 from retrain.errors import UserError
 
 # Matched case-insensitively. The original globbed JPEG and lowercase png only; the
@@ -118,6 +119,10 @@ class ImageLists(collections.OrderedDict):
         """The image's path under root: '<class folder>/<file_name>'."""
         return storage.join(self[label]["dir"], file_name)
 
+    def paths(self, category: str) -> list[str]:
+        """The full paths of one category's images, in class order then list order."""
+        return [self.image_path(label, name) for label, sets in self.items() for name in sets[category]]
+
 
 def create_image_lists(image_dir: str, testing_percentage: float, validation_percentage: float) -> ImageLists:
     """Builds the labelled, split lists of images under image_dir.
@@ -170,6 +175,15 @@ def create_image_lists(image_dir: str, testing_percentage: float, validation_per
             )
         result[label_name] = {"dir": dir_name, **sets}
     return result
+
+
+def load(image_dir: str, split) -> ImageLists:
+    """create_image_lists for a SplitConfig, checked as every command checks it: at least
+    two classes (UserError), and a warning for each class with an empty set."""
+    lists = create_image_lists(image_dir, split.testing_percentage, split.validation_percentage)
+    check_enough_classes(lists, image_dir)
+    warn_about_empty_sets(lists)
+    return lists
 
 
 def check_enough_classes(image_lists: dict, image_dir: str) -> None:

@@ -25,8 +25,9 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from retrain import cli, storage
 from retrain import config as config_lib
+from retrain.commands import cli
+from retrain.data import storage
 
 _D = config_lib.LabelImageConfig()
 OUTPUT_FORMATS = ("text", "json", "csv")
@@ -240,7 +241,7 @@ def classify_and_print(config: config_lib.LabelImageConfig) -> int:
     from retrain import label_image
 
     if config.report_dir:
-        from retrain import report
+        from retrain.evaluation import report
 
         report.check_available()  # Before the long work.
     job = label_image.start(config)

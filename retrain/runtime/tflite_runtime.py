@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from retrain.quiet import muted_stderr
+from retrain.runtime.quiet import muted_stderr
 
 SIGNATURE = "serving_default"
 # Name of the metadata entry where retrain keeps what travels with a .tflite model.

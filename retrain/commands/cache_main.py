@@ -21,8 +21,9 @@ import sys
 
 from absl import app, flags, logging
 
-from retrain import cache_flags, cli, memory
 from retrain import config as config_lib
+from retrain.commands import cache_flags, cli
+from retrain.runtime import memory
 
 _LOGGING_VERBOSITY = flags.DEFINE_enum(
     "logging_verbosity",
@@ -40,15 +41,19 @@ def main(argv) -> int:
         config = config_lib.RetrainConfig(**cache_flags.settings())
         if not config.image_dir:
             raise cli.UsageError("--image_dir is required")
-        from retrain import beam_cache
+        from retrain.cache import beam
 
-        unknown = beam_cache.unknown_pipeline_options(pipeline_args)  # Missing Beam: one line, before TensorFlow.
+        unknown = beam.unknown_pipeline_options(pipeline_args)  # Missing Beam: one line, before TensorFlow.
         if unknown:
             raise cli.UsageError(f"unknown flag(s) for retrain-cache or Apache Beam: {', '.join(unknown)}")
         cli.import_tensorflow_quietly(verbose=_LOGGING_VERBOSITY.value == "DEBUG")
+        from retrain.training import (
+            modes,  # The mode retrain would run says what it caches.
+        )
+
         if not any(arg.split("=")[0] == "--runner" for arg in pipeline_args):
-            pipeline_args.extend(beam_cache.default_pipeline_args())
-        result = beam_cache.fill_cache(config, pipeline_args)
+            pipeline_args.extend(beam.default_pipeline_args())
+        result = beam.fill_cache(config, pipeline_args, modes.for_config(config).training_images(config))
         logging.info(
             "%d of %d bottlenecks are cached in %s (%d computed now).",
             result.reused + result.computed, result.entries, config.bottleneck_dir, result.computed,

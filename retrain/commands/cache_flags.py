@@ -6,9 +6,8 @@ and use the same cache; each tool adds its own flags beside these.
 
 from absl import flags, logging
 
-from retrain import cli
 from retrain import config as config_lib
-from retrain import legacy
+from retrain.commands import cli, legacy
 
 _D = config_lib.RetrainConfig()
 

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
-from retrain import storage
+from retrain.data import storage
 from retrain.errors import ImageError
 
 # EXIF tag 0x0112: how the stored pixels must be turned to stand upright.

@@ -17,19 +17,13 @@ pure function of (image, seed): seeded runs repeat exactly, and distorted copies
 cached.
 """
 
-import concurrent.futures
-import functools
-import os
 import zlib
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
-from retrain import batching
 from retrain.config import DistortionConfig
-from retrain.images import read_image, resize_bilinear_v1
-from retrain.progress import Progress
+from retrain.data.images import resize_bilinear_v1
 
 
 class Distorter:
@@ -85,76 +79,3 @@ def settings_tag(config: DistortionConfig) -> str:
 def copy_seed(relative_path: str, copy_index: int) -> tuple[int, int]:
     """The fixed seed of distorted copy copy_index of an image (its path under image_dir)."""
     return zlib.crc32(relative_path.encode("utf-8")), copy_index
-
-
-def memory_budget_bytes() -> int:
-    """How much decoded training imagery to keep in memory: a quarter of the RAM."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
-    except (ValueError, OSError, AttributeError):
-        return 2**31
-
-
-def decode_training_images(
-    paths: list[str], *, budget_bytes: int, workers: int
-) -> tuple[list[np.ndarray | str], list[int], list[tuple[str, str]]]:
-    """Decodes every training image once, keeping the pixels while they fit the budget.
-
-    Returns:
-      (per usable image its uint8 [h, w, 3] pixels, or its path once the budget is
-      spent, to be decoded again when drawn; the positions of those images in
-      paths; [(path, reason)] for files that are not readable images).
-    """
-    kept, positions, failed = [], [], []
-    used = 0
-
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        with Progress(len(paths), "Decoding training images") as progress:
-            for position, (pixels, error) in enumerate(pool.map(functools.partial(batching.load_or_error, read_image), paths)):
-                progress.update()
-                if error is not None:
-                    logging.warning("Skipping %s", error)
-                    failed.append((paths[position], error))
-                    continue
-                used += pixels.nbytes
-                kept.append(pixels if used <= budget_bytes else paths[position])
-                positions.append(position)
-    return kept, positions, failed
-
-
-class DistortedBatches:
-    """Training batches made anew each step: class-balanced draws, distorted, through the module.
-
-    Calling it returns (bottlenecks float32 [batch, dim], labels int64 [batch]). Draws
-    follow retrain.py (a class uniformly among those with training images, then an
-    image of it uniformly, with replacement); batch_size < 0 takes every image.
-    """
-
-    def __init__(self, *, images, labels, distorter: Distorter, extract, batch_size: int, seed: int, workers: int):
-        self.images = images
-        self.labels = np.asarray(labels, np.int64)
-        self.distorter = distorter
-        self.extract = extract
-        self.batch_size = batch_size
-        self.rng = np.random.default_rng(seed)
-        self.by_class = [np.flatnonzero(self.labels == c) for c in np.unique(self.labels)]
-        self.pool = concurrent.futures.ThreadPoolExecutor(workers)
-
-    def draw(self) -> np.ndarray:
-        """Indices into images of one batch."""
-        if self.batch_size < 0:
-            return np.arange(len(self.labels))
-        classes = self.rng.integers(len(self.by_class), size=self.batch_size)
-        return np.array([self.by_class[c][self.rng.integers(len(self.by_class[c]))] for c in classes])
-
-    def __call__(self):
-        rows = self.draw()
-        seeds = self.rng.integers(0, 2**62, size=(len(rows), 2))
-
-        def one(i):
-            image = self.images[rows[i]]
-            pixels = read_image(image) if isinstance(image, str) else image
-            return self.distorter(pixels, seeds[i])
-
-        batch = np.stack(list(self.pool.map(one, range(len(rows)))))
-        return np.asarray(self.extract(batch), np.float32), self.labels[rows]

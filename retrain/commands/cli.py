@@ -42,7 +42,7 @@ def import_tensorflow_quietly(verbose: bool, without_keras: bool = False) -> Non
     skips that for a process that never loads a Keras object (a frozen graph or a
     TFLite model): about 0.7 s and 50 MB less. Keras stays importable afterwards.
     """
-    from retrain.quiet import muted_stderr
+    from retrain.runtime.quiet import muted_stderr
 
     hidden = ["matplotlib.pyplot"] + (["keras", "tf_keras"] if without_keras else [])
     with _unimportable(hidden):

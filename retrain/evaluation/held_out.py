@@ -1,0 +1,134 @@
+"""The trained model measured on the images it never trained on: the final test, calibration, the report.
+
+Every figure goes through the TrainedModel (model.py), so it is the classifier that is
+exported that is measured, whatever its module. Logs as retrain.py did where it did
+(``Final test accuracy = ...``, the misclassified list).
+"""
+
+import dataclasses
+
+import numpy as np
+from absl import logging
+
+from retrain.cache.sets import BottleneckSet
+from retrain.evaluation import calibration
+from retrain.model import HeldOutImages, TrainedModel
+
+
+@dataclasses.dataclass
+class TestResult:
+    """The final test.
+
+    Attributes:
+      accuracy: in [0, 1], or None without test images.
+      count: how many test images were evaluated (drawn with replacement when
+        --test_batch_size is not -1).
+      misclassified: (image path, predicted label) per wrong test image.
+    """
+
+    accuracy: float | None
+    count: int
+    misclassified: list[tuple[str, str]]
+
+
+def final_test(model: TrainedModel, testing: BottleneckSet, rows: np.ndarray) -> TestResult:
+    """Accuracy of model on the given rows of the test set, and its mistakes."""
+    if len(testing) == 0 or len(rows) == 0:
+        return TestResult(None, 0, [])
+    chosen = testing.subset(rows)
+    predictions = model.logits(chosen).argmax(axis=1)
+    wrong = np.flatnonzero(predictions != chosen.labels)
+    misclassified = [(chosen.image_paths[i], model.labels[int(predictions[i])]) for i in wrong]
+    return TestResult(float(np.mean(predictions == chosen.labels)), len(rows), misclassified)
+
+
+def log_final_test(result: TestResult, print_misclassified: bool) -> None:
+    """retrain.py's final lines: the test accuracy, and the misclassified images when asked."""
+    if result.accuracy is None:
+        logging.warning("No test images: final test accuracy is not reported.")
+    else:
+        logging.info("Final test accuracy = %.1f%% (N=%d)", result.accuracy * 100, result.count)
+    if print_misclassified:
+        logging.info("=== MISCLASSIFIED TEST IMAGES ===")
+        for path, label in result.misclassified:
+            logging.info("%70s  %s", path, label)
+
+
+def calibrate(
+    model: TrainedModel,
+    validation: BottleneckSet,
+    testing: BottleneckSet,
+    *,
+    unknown_threshold: float | None,
+    target_precision: float,
+) -> tuple[calibration.CalibrationReport | None, calibration.Calibration | None]:
+    """Fits the temperature and chooses the unknown threshold on validation; logs what they mean.
+
+    Returns:
+      (the report, or None without validation images; the calibration the model
+      carries: the fitted one, or a given threshold alone, or None).
+    """
+    if not len(validation):
+        logging.warning("No validation images: scores are not calibrated and no unknown threshold is chosen.")
+        fixed = calibration.Calibration(1.0, unknown_threshold) if unknown_threshold is not None else None
+        return None, fixed
+    report = calibration.calibrate(
+        model.logits(validation),
+        validation.labels,
+        model.logits(testing),
+        testing.labels,
+        unknown_threshold=unknown_threshold,
+        target_precision=target_precision,
+    )
+    on_test = (
+        f", on test {report.ece_test_before:.3f} -> {report.ece_test_after:.3f}" if report.ece_test_before is not None else ""
+    )
+    logging.info(
+        "Calibration: temperature %.3f fitted on %d validation images; expected calibration error on "
+        "validation %.3f -> %.3f%s.",
+        report.calibration.temperature, report.validation_count, report.ece_validation_before,
+        report.ece_validation_after, on_test,
+    )
+    threshold = report.threshold
+    how = "--unknown_threshold" if unknown_threshold is not None else (
+        f"auto, --unknown_target_precision {target_precision:g}")
+    accuracy = f" at {threshold.accuracy * 100:.0f}% accuracy" if threshold.accuracy is not None else ""
+    logging.info(
+        "Below %.4g, answer unknown: keeps %.0f%% of validation images%s (%s).",
+        threshold.value, threshold.coverage * 100, accuracy, how,
+    )
+    return report, report.calibration
+
+
+def held_out_images(validation: BottleneckSet, testing: BottleneckSet) -> HeldOutImages | None:
+    """The test set, else the validation set, as exports check converted models on."""
+    for category, chosen in (("testing", testing), ("validation", validation)):
+        if len(chosen):
+            return HeldOutImages(category, chosen)
+    return None
+
+
+def write_report(model: TrainedModel, validation: BottleneckSet, testing: BottleneckSet, *, report_dir: str,
+                 image_dir: str, model_name: str) -> str:
+    """The HTML evaluation report of the test set (validation when there is none); its path, or ''."""
+    from retrain.evaluation import report
+
+    category = "testing" if len(testing) else "validation"
+    chosen = testing if len(testing) else validation
+    if not len(chosen):
+        logging.warning("No test or validation images: no evaluation report is written.")
+        return ""
+    logits = model.logits(chosen)
+    model_calibration = model.calibration
+    data = report.ReportData(
+        title=f"{model_name or 'retrained model'}: {'test' if category == 'testing' else 'validation'} images of {image_dir}",
+        labels=model.labels,
+        image_paths=chosen.image_paths,
+        truth=chosen.labels,
+        scores=calibration.softmax(logits),
+        calibrated=calibration.softmax(logits, model_calibration.temperature) if model_calibration else None,
+        unknown_threshold=model_calibration.unknown_threshold if model_calibration else None,
+    )
+    path = report.write_report(report_dir, data)
+    logging.info("Evaluation report written to %s", path)
+    return path
