@@ -23,8 +23,7 @@ from retrain import inference
 from retrain.config import LabelImageConfig
 from retrain.data import image_lists, storage
 from retrain.errors import UserError
-from retrain.evaluation import calibration
-from retrain.evaluation import metrics as evaluation_lib
+from retrain.evaluation import calibration, metrics
 
 
 @dataclasses.dataclass
@@ -90,7 +89,7 @@ class EvaluationRun(Classification):
       skipped_folders: class folders whose name is not one of the model's labels.
     """
 
-    evaluation: evaluation_lib.Evaluation | None = None
+    evaluation: metrics.Evaluation | None = None
     skipped_folders: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -214,10 +213,10 @@ def start(config: LabelImageConfig) -> Job:
     return Job(model, paths, None, missing, [])
 
 
-def evaluation_of(model: Model, results: list[ImageResult]) -> evaluation_lib.Evaluation:
+def evaluation_of(model: Model, results: list[ImageResult]) -> metrics.Evaluation:
     """The evaluation report of classified ImageResults that carry their true label."""
     scored = [r for r in results if r.scores is not None]
-    return evaluation_lib.evaluate(
+    return metrics.evaluate(
         np.array([model.labels.index(r.true_label) for r in scored], np.int64),
         np.array([r.predicted for r in scored], np.int64),
         np.array([float(r.scores.max()) for r in scored]),

@@ -98,7 +98,7 @@ def trained_model(tmp_path_factory, image_folder, tiny_module):
     import retrain
 
     out = tmp_path_factory.mktemp("trained")
-    config = small_run_config(
+    config = quick_config(
         out, image_folder, tiny_module, saved_model_dir=str(out / "saved_model"), output_tflite=str(out / "model.tflite")
     )
     retrain.run(config)
@@ -106,40 +106,59 @@ def trained_model(tmp_path_factory, image_folder, tiny_module):
             "tflite": str(out / "model.tflite")}
 
 
-def small_run_config(out, image_folder, module, **output):
-    """A quick run's RetrainConfig (150 steps, a quarter of the images for testing), writing
-    graph.pb, labels.txt and what output names (OutputConfig fields) under the folder out."""
+def quick_config(out, image_dir, module, *, steps=150, learning_rate=0.1, seed=3, testing_percentage=25,
+                 validation_percentage=10, bottleneck_dir=None, train=None, **fields):
+    """A quick run's RetrainConfig, writing graph.pb, labels.txt and ckpt/c under the folder out, no summaries.
+
+    Args:
+      steps, learning_rate, seed, train (more TrainConfig fields): the training.
+      testing_percentage, validation_percentage: the split (a quarter held out for testing).
+      bottleneck_dir: the cache (default out/bottlenecks).
+      fields: RetrainConfig fields, and OutputConfig fields (output_tflite=..., summaries_dir=...).
+    """
+    import dataclasses
+
     import retrain
 
+    output_names = {field.name for field in dataclasses.fields(retrain.OutputConfig)}
+    output = {name: fields.pop(name) for name in list(fields) if name in output_names}
     return retrain.RetrainConfig(
-        image_dir=str(image_folder),
+        image_dir=str(image_dir),
         tfhub_module=str(module),
-        bottleneck_dir=str(out / "bottlenecks"),
-        split=retrain.SplitConfig(testing_percentage=25),
-        train=retrain.TrainConfig(how_many_training_steps=150, learning_rate=0.1, random_seed=3),
-        output=retrain.OutputConfig(
-            output_graph=str(out / "graph.pb"),
-            output_labels=str(out / "labels.txt"),
-            summaries_dir="",
-            checkpoint_path=str(out / "ckpt" / "c"),
-            **output,
-        ),
+        bottleneck_dir=str(bottleneck_dir or (out / "bottlenecks")),
+        split=retrain.SplitConfig(testing_percentage=testing_percentage, validation_percentage=validation_percentage),
+        train=retrain.TrainConfig(how_many_training_steps=steps, learning_rate=learning_rate, random_seed=seed,
+                                  **(train or {})),
+        output=retrain.OutputConfig(**{
+            "output_graph": str(out / "graph.pb"), "output_labels": str(out / "labels.txt"), "summaries_dir": "",
+            "checkpoint_path": str(out / "ckpt" / "c"), **output,
+        }),
+        **fields,
     )
+
+
+def run_frozen_graph(graph, feeds, fetches="final_result:0", session_config=None):
+    """session.run(fetches, feeds) on a frozen GraphDef (or the path of one) in a plain TF1 session,
+    imported without a prefix, as retrain.py's users ran it. feeds: {tensor name: value}."""
+    import tensorflow as tf
+
+    graph_def = graph
+    if not isinstance(graph, tf.compat.v1.GraphDef):
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString(open(graph, "rb").read())
+    tf_graph = tf.Graph()
+    with tf_graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=tf_graph, config=session_config) as session:
+            return session.run(fetches, feeds)
 
 
 def frozen_graph_scores(graph_path, paths, size=24):
     """What a plain TF1 session computes with a frozen graph on these image files, as
     retrain.py's users ran it: (scores [n, classes], the module inputs fed [n, size, size, 3])."""
     import numpy as np
-    import tensorflow as tf
 
     from retrain.data import images
 
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(open(graph_path, "rb").read())
     batch = np.stack([images.to_module_input(images.read_image(p), size, size) for p in paths])
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as session:
-            return session.run("final_result:0", {"Placeholder:0": batch}), batch
+    return run_frozen_graph(graph_path, {"Placeholder:0": batch}), batch

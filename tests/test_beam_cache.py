@@ -7,7 +7,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from conftest import cache_files, make_split_safe_folder, run_tool
+from conftest import cache_files, make_split_safe_folder, quick_config, run_tool
 
 import retrain
 from retrain.cache import beam
@@ -27,16 +27,8 @@ def folder(tmp_path_factory):
 
 
 def config_for(tmp_path, folder, module, cache="cache"):
-    return retrain.RetrainConfig(
-        image_dir=folder,
-        tfhub_module=module,
-        bottleneck_dir=str(tmp_path / cache),
-        bottleneck_batch_size=1,
-        train=retrain.TrainConfig(how_many_training_steps=20, learning_rate=0.1, random_seed=1),
-        output=retrain.OutputConfig(output_graph=str(tmp_path / "out" / "g.pb"),
-                                    output_labels=str(tmp_path / "out" / "l.txt"), summaries_dir="",
-                                    checkpoint_path=str(tmp_path / "out" / "c")),
-    )
+    return quick_config(tmp_path / "out", folder, module, steps=20, seed=1, testing_percentage=10,
+                        bottleneck_dir=tmp_path / cache, bottleneck_batch_size=1)
 
 
 def test_beam_fills_the_cache_retrain_would_and_retrain_then_computes_nothing(tmp_path, folder, tiny_module):

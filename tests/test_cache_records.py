@@ -13,6 +13,7 @@ from conftest import (
     cache_files,
     holds_out_every_class,
     make_split_safe_folder,
+    quick_config,
     run_tool,
 )
 
@@ -25,20 +26,8 @@ from retrain.data import storage
 
 
 def config_for(tmp_path, image_dir, module, name="out", **changes):
-    out = tmp_path / name
-    return retrain.RetrainConfig(
-        image_dir=str(image_dir),
-        tfhub_module=str(module),
-        bottleneck_dir=str(tmp_path / "cache"),
-        train=retrain.TrainConfig(how_many_training_steps=30, learning_rate=0.1, random_seed=2),
-        output=retrain.OutputConfig(
-            output_graph=str(out / "graph.pb"),
-            output_labels=str(out / "labels.txt"),
-            summaries_dir="",
-            checkpoint_path=str(out / "ckpt" / "c"),
-        ),
-        **changes,
-    )
+    return quick_config(tmp_path / name, image_dir, module, steps=30, seed=2, testing_percentage=10,
+                        bottleneck_dir=tmp_path / "cache", **changes)
 
 
 @pytest.fixture

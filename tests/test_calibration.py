@@ -10,7 +10,7 @@ import typing
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_split_safe_folder
+from conftest import make_split_safe_folder, quick_config, run_frozen_graph
 from PIL import Image
 
 import retrain
@@ -89,17 +89,10 @@ def held_out_run(tmp_path_factory, tiny_module):
     for i in range(40):
         testing.synthetic_image(rng, testing.PALETTE[5]).save(unknown / f"cyan_{i}.jpg")
     out = root / "out"
-    config = retrain.RetrainConfig(
-        image_dir=images,
-        tfhub_module=tiny_module,
-        bottleneck_dir=str(root / "cache"),
-        report_dir=str(out / "report"),
-        train=retrain.TrainConfig(how_many_training_steps=400, learning_rate=0.1, random_seed=1),
-        output=retrain.OutputConfig(
-            output_graph=str(out / "graph.pb"), output_labels=str(out / "labels.txt"),
-            summaries_dir=str(out / "logs"), checkpoint_path=str(out / "ckpt" / "c"),
-            saved_model_dir=str(out / "served"), output_tflite=str(out / "model.tflite"),
-        ),
+    config = quick_config(
+        out, images, tiny_module, steps=400, seed=1, testing_percentage=10, bottleneck_dir=root / "cache",
+        report_dir=str(out / "report"), summaries_dir=str(out / "logs"), saved_model_dir=str(out / "served"),
+        output_tflite=str(out / "model.tflite"),
     )
     return HeldOutRun(root, images, out, retrain.run(config))
 
@@ -135,18 +128,13 @@ def test_a_class_never_trained_on_is_mostly_unknown(held_out_run):
 
 def test_tf1_loading_still_gives_final_result_unchanged(held_out_run):
     _, _, out, result = held_out_run
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(open(out / "graph.pb", "rb").read())
     bottlenecks = np.random.default_rng(0).normal(size=(5, 32)).astype(np.float32)
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as session:
-            plain, calibrated, logits, t, threshold = session.run(
-                ["final_result:0", "final_result_calibrated:0", frozen_graph.LOGITS_NODE + ":0",
-                 frozen_graph.TEMPERATURE_NODE + ":0", frozen_graph.UNKNOWN_THRESHOLD_NODE + ":0"],
-                {frozen_graph.BOTTLENECK_INPUT_NODE + ":0": bottlenecks},
-            )
+    plain, calibrated, logits, t, threshold = run_frozen_graph(
+        out / "graph.pb",
+        {frozen_graph.BOTTLENECK_INPUT_NODE + ":0": bottlenecks},
+        ["final_result:0", "final_result_calibrated:0", frozen_graph.LOGITS_NODE + ":0",
+         frozen_graph.TEMPERATURE_NODE + ":0", frozen_graph.UNKNOWN_THRESHOLD_NODE + ":0"],
+    )
     np.testing.assert_allclose(plain, calibration.softmax(logits), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(calibrated, calibration.softmax(logits, t), rtol=1e-5, atol=1e-7)
     assert t == pytest.approx(result.calibration.calibration.temperature)

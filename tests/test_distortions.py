@@ -1,7 +1,7 @@
 import os
 
 import numpy as np
-from conftest import cache_files, frozen_graph_scores, run_tool
+from conftest import cache_files, frozen_graph_scores, quick_config, run_tool
 
 from retrain.config import DistortionConfig
 from retrain.data import images
@@ -86,17 +86,9 @@ def run(tmp_path, image_folder, module, name, seed=None, **distortions):
     import retrain
 
     out = tmp_path / name
-    config = retrain.RetrainConfig(
-        image_dir=image_folder,
-        tfhub_module=module,
-        bottleneck_dir=str(tmp_path / "bn"),
-        distortions=DistortionConfig(**distortions),
-        train=retrain.TrainConfig(how_many_training_steps=20, learning_rate=0.1, train_batch_size=20, random_seed=seed),
-        output=retrain.OutputConfig(
-            output_graph=str(out / "graph.pb"), output_labels=str(out / "labels.txt"), summaries_dir=str(out / "logs"),
-            checkpoint_path=str(out / "ckpt"),
-        ),
-    )
+    config = quick_config(out, image_folder, module, steps=20, seed=seed, testing_percentage=10,
+                          bottleneck_dir=tmp_path / "bn", train={"train_batch_size": 20},
+                          distortions=DistortionConfig(**distortions), summaries_dir=str(out / "logs"))
     return retrain.run(config), out
 
 

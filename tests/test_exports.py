@@ -8,7 +8,7 @@ import stat
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import frozen_graph_scores, small_run_config
+from conftest import frozen_graph_scores, quick_config
 
 import retrain
 from retrain import exports, inference
@@ -20,7 +20,7 @@ from retrain.runtime import tflite_runtime
 @pytest.fixture(scope="module")
 def int8_run(tmp_path_factory, image_folder, tiny_module):
     out = tmp_path_factory.mktemp("int8")
-    config = small_run_config(out, image_folder, tiny_module, output_tflite=str(out / "model.tflite"),
+    config = quick_config(out, image_folder, tiny_module, output_tflite=str(out / "model.tflite"),
                         tflite_quantization="int8", saved_model_dir=str(out / "served"))
     return out, retrain.run(config)
 
@@ -49,7 +49,7 @@ def test_int8_tflite_agrees_with_the_frozen_graph(int8_run, image_folder):
 
 def test_int8_model_is_smaller_than_float(tmp_path, int8_run, image_folder, tiny_module):
     out, _ = int8_run
-    result = retrain.run(small_run_config(tmp_path, image_folder, tiny_module, output_tflite=str(tmp_path / "f.tflite")))
+    result = retrain.run(quick_config(tmp_path, image_folder, tiny_module, output_tflite=str(tmp_path / "f.tflite")))
     assert result.tflite_parity.agreement == 1.0 and result.tflite_parity.max_score_difference < 1e-4
     # The tiny module has few weights; the int8 file still carries them in a quarter of the bytes.
     assert os.path.getsize(out / "model.tflite") < os.path.getsize(tmp_path / "f.tflite")
@@ -67,7 +67,7 @@ def test_label_image_on_tflite_equals_the_interpreter(int8_run, image_folder):
 
 
 def test_uint8_io_takes_quantized_pixels(tmp_path, image_folder, tiny_module):
-    config = small_run_config(tmp_path, image_folder, tiny_module, output_tflite=str(tmp_path / "u8.tflite"),
+    config = quick_config(tmp_path, image_folder, tiny_module, output_tflite=str(tmp_path / "u8.tflite"),
                         tflite_quantization="int8", tflite_io_type="uint8")
     result = retrain.run(config)
     assert result.tflite_parity.agreement >= 0.97
@@ -155,7 +155,7 @@ def _model_from_run(out, module_dir):
 def test_files_and_folders_follow_the_umask(tmp_path, image_folder, tiny_module, umask):
     previous = os.umask(umask)
     try:
-        retrain.run(small_run_config(tmp_path, image_folder, tiny_module, saved_model_dir=str(tmp_path / "served"),
+        retrain.run(quick_config(tmp_path, image_folder, tiny_module, saved_model_dir=str(tmp_path / "served"),
                                output_tflite=str(tmp_path / "m.tflite")))
     finally:
         os.umask(previous)

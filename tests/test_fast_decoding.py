@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import cache_files
+from conftest import cache_files, quick_config
 from PIL import Image
 
 import retrain
@@ -63,14 +63,8 @@ def test_fast_pixels_are_close_to_exact_ones(big_folder):
 
 def config_for(tmp_path, folder, module, fast, name):
     out = tmp_path / name
-    return retrain.RetrainConfig(
-        image_dir=folder, tfhub_module=module, bottleneck_dir=str(tmp_path / "cache"), fast_jpeg_decode=fast,
-        split=retrain.SplitConfig(testing_percentage=20, validation_percentage=20),
-        train=retrain.TrainConfig(how_many_training_steps=100, learning_rate=0.1, random_seed=1),
-        output=retrain.OutputConfig(output_graph=str(out / "g.pb"), output_labels=str(out / "l.txt"),
-                                    summaries_dir="", checkpoint_path=str(out / "c"),
-                                    saved_model_dir=str(out / "served")),
-    )
+    return quick_config(out, folder, module, steps=100, seed=1, testing_percentage=20, validation_percentage=20,
+                        bottleneck_dir=tmp_path / "cache", fast_jpeg_decode=fast, saved_model_dir=str(out / "served"))
 
 
 HINT = "--fast_jpeg_decode would decode them at reduced scale"
@@ -112,13 +106,13 @@ def test_fast_entries_are_cached_apart_and_models_decode_as_they_were_trained(tm
     assert len(names) == 48 and sum(n.endswith("_fastjpeg.txt") for n in names) == 24
     assert retrain.run(config_for(tmp_path, big_folder, tiny_module, False, "again")).bottlenecks_computed == 0
 
-    graph = tmp_path / "fast" / "g.pb"
+    graph = tmp_path / "fast" / "graph.pb"
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(graph.read_bytes())
     node = next(n for n in graph_def.node if n.name == frozen_graph.FAST_JPEG_DECODE_NODE)
     assert node.attr["value"].tensor.bool_val == [True]
     paths = tuple(os.path.join(big_folder, "green", f"green_{i}.jpg") for i in range(4))
-    config = retrain.LabelImageConfig(graph=str(graph), labels=str(tmp_path / "fast" / "l.txt"), images=paths)
+    config = retrain.LabelImageConfig(graph=str(graph), labels=str(tmp_path / "fast" / "labels.txt"), images=paths)
     answers = retrain.classify(config)
     model = label_image.Model(config)
     pixels = np.stack([Preprocessing(24, 24, fast_jpeg_decode=True).decode_file(p) for p in paths])

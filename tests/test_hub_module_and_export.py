@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_frozen_graph
 
 from retrain import testing
 from retrain.data.preprocessing import Preprocessing
@@ -78,14 +79,6 @@ def test_directory_that_is_not_a_module_is_a_user_error(tmp_path):
         hub.load_feature_extractor(str(tmp_path))
 
 
-def run_frozen_graph(graph_def, images, output="final_result"):
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as session:
-            return session.run(output + ":0", {"Placeholder:0": images})
-
-
 @pytest.mark.parametrize("which", ["tf2", "tf1"])
 def test_frozen_graph_runs_in_tf1_and_matches_the_model(tiny_module, tf1_module, which):
     extractor = hub.load_feature_extractor(tiny_module if which == "tf2" else tf1_module)
@@ -98,21 +91,18 @@ def test_frozen_graph_runs_in_tf1_and_matches_the_model(tiny_module, tf1_module,
     assert not ops & {"VarHandleOp", "ReadVariableOp", "StatefulPartitionedCall", "PartitionedCall"}
     images = random_images()
     expected = tf.nn.softmax(extractor.extract(images) @ weights + biases).numpy()
-    np.testing.assert_allclose(run_frozen_graph(graph_def, images), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run_frozen_graph(graph_def, {"Placeholder:0": images}), expected, rtol=1e-5, atol=1e-6)
     # Reusing the frozen module with other weights.
     other = frozen_graph.graph_def_of(dataclasses.replace(model, weights=weights * 0, biases=biases * 0))
-    np.testing.assert_allclose(run_frozen_graph(other, images), 1 / 3, rtol=1e-6)
+    np.testing.assert_allclose(run_frozen_graph(other, {"Placeholder:0": images}), 1 / 3, rtol=1e-6)
 
 
 def test_frozen_graph_keeps_the_bottleneck_input_and_custom_output_name(tiny_module):
     extractor = hub.load_feature_extractor(tiny_module)
     model = trained_model(extractor, np.ones((32, 2), np.float32), np.array([0.0, 1.0], np.float32), "my_scores")
     graph_def = frozen_graph.graph_def_of(model)
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=graph) as session:
-            out = session.run("my_scores:0", {"input/BottleneckInputPlaceholder:0": np.zeros((1, 32), np.float32)})
+    out = run_frozen_graph(graph_def, {"input/BottleneckInputPlaceholder:0": np.zeros((1, 32), np.float32)},
+                           "my_scores:0")
     np.testing.assert_allclose(out, tf.nn.softmax([[0.0, 1.0]]).numpy(), rtol=1e-6)
 
 

@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_tool
+from conftest import run_frozen_graph, run_tool
 
 from retrain import inference, testing
-from retrain.evaluation import metrics as evaluation
+from retrain.evaluation import metrics
 
 v1 = tf.compat.v1
 
@@ -34,14 +34,6 @@ def images_dir(tmp_path_factory):
     return testing.make_image_folder(str(root / "imgs"), class_names=("red", "green"), images_per_class=2)
 
 
-def run_graph(graph_def, feeds, config=None):
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.import_graph_def(graph_def, name="")
-        with v1.Session(graph=graph, config=config) as session:
-            return session.run("final_result:0", feeds)
-
-
 def test_old_inception_style_graph_fed_jpeg_bytes(tmp_path, images_dir):
     def build():
         contents = v1.placeholder(tf.string, [], name="DecodeJpeg/contents")
@@ -54,7 +46,7 @@ def test_old_inception_style_graph_fed_jpeg_bytes(tmp_path, images_dir):
     result = run_tool("label-image", f"--graph={tmp_path}/old.pb", f"--labels={tmp_path}/labels.txt",
                       f"--image={image}", "--input_layer=DecodeJpeg/contents")
     assert result.returncode == 0, result.stderr
-    expected = run_graph(graph_def, {"DecodeJpeg/contents:0": open(image, "rb").read()})[0]
+    expected = run_frozen_graph(graph_def, {"DecodeJpeg/contents:0": open(image, "rb").read()})[0]
     assert result.stdout.splitlines()[0] == "red " + str(expected.max())
 
 
@@ -78,7 +70,7 @@ def test_find_images_walks_folders_and_reports_missing(tmp_path, images_dir):
 
 
 def test_evaluation_metrics_by_hand():
-    report = evaluation.evaluate(
+    report = metrics.evaluate(
         true=np.array([0, 0, 1, 1, 1]), predicted=np.array([0, 1, 1, 1, 0]),
         top_scores=np.array([0.9, 0.6, 0.8, 0.7, 0.5]), labels=["a", "b"],
     )
@@ -88,7 +80,7 @@ def test_evaluation_metrics_by_hand():
     assert report.per_label["b"].recall == pytest.approx(2 / 3)
     assert report.per_label["a"].mean_score_misses == pytest.approx(0.6)
     assert report.suggested_threshold == pytest.approx(((0.9 + 0.8 + 0.7) / 3 + (0.6 + 0.5) / 2) / 2)
-    perfect = evaluation.evaluate(np.array([0, 1]), np.array([0, 1]), np.array([0.9, 0.8]), ["a", "b"])
+    perfect = metrics.evaluate(np.array([0, 1]), np.array([0, 1]), np.array([0.9, 0.8]), ["a", "b"])
     assert perfect.suggested_threshold is None and perfect.accuracy == 1.0
 
 
@@ -136,7 +128,7 @@ def test_large_constants_run_from_variables_with_identical_scores(tmp_path):
                                                  "Placeholder", "final_result")
     # The graph as it is, with its constants, in a session configured as label-image's.
     for feed in (batch, batch[:1]):  # Batches of 1 take other kernels (matrix-vector).
-        expected = run_graph(graph_def, {"Placeholder:0": feed}, inference._session_config())
+        expected = run_frozen_graph(graph_def, {"Placeholder:0": feed}, session_config=inference._session_config())
         np.testing.assert_array_equal(classifier.scores(feed), expected)
 
 

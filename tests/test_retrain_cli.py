@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import cache_files, frozen_graph_scores, run_tool
+from conftest import cache_files, frozen_graph_scores, quick_config, run_tool
 
 from retrain import testing
 from retrain.data import image_lists
@@ -140,19 +140,9 @@ def make_classes(root, count):
     os.makedirs(root, exist_ok=True)
 
 
-def in_process_config(tmp_path, image_dir, module, **output):
-    import retrain
-
-    return retrain.RetrainConfig(
-        image_dir=str(image_dir),
-        tfhub_module=str(module),
-        bottleneck_dir=str(tmp_path / "bottlenecks"),
-        train=retrain.TrainConfig(how_many_training_steps=20, learning_rate=0.1),
-        output=retrain.OutputConfig(
-            **{"output_graph": str(tmp_path / "out" / "graph.pb"), "output_labels": str(tmp_path / "out" / "labels.txt"),
-               "summaries_dir": "", "checkpoint_path": str(tmp_path / "ckpt" / "c"), **output}
-        ),
-    )
+def in_process_config(tmp_path, image_dir, module, **fields):
+    return quick_config(tmp_path / "out", image_dir, module, steps=20, seed=None, testing_percentage=10,
+                        bottleneck_dir=tmp_path / "bottlenecks", **fields)
 
 
 @pytest.mark.parametrize(

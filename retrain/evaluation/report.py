@@ -19,8 +19,7 @@ import numpy as np
 
 from retrain.data import storage
 from retrain.errors import ImageError, UserError
-from retrain.evaluation import calibration
-from retrain.evaluation import metrics as evaluation
+from retrain.evaluation import calibration, metrics
 
 INSTALL_HINT = 'The evaluation report needs matplotlib and jinja2: pip install "retrain[report]"'
 THUMBNAIL_SIZE = 160
@@ -209,7 +208,7 @@ def write_report(report_dir: str, data: ReportData) -> str:
     confident = data.calibrated if data.calibrated is not None else scores
     confidence = np.asarray(confident).max(axis=1)
     correct = predicted == truth
-    report = evaluation.evaluate(truth, predicted, scores.max(axis=1), data.labels,
+    report = metrics.evaluate(truth, predicted, scores.max(axis=1), data.labels,
                                  confidences=confidence, threshold=data.unknown_threshold)
     matrix = np.asarray(report.confusion_matrix)
     storage.makedirs(report_dir)
