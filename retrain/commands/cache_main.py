@@ -25,11 +25,15 @@ from retrain import config as config_lib
 from retrain.commands import cache_flags, cli
 from retrain.runtime import memory
 
+FLAGS = cli.command_flags()
+_DATA = cache_flags.DataFlags(FLAGS)
+
 _LOGGING_VERBOSITY = flags.DEFINE_enum(
     "logging_verbosity",
     "INFO",
     list(config_lib.LOGGING_VERBOSITIES),
     "How much logging output should be produced. DEBUG also shows tracebacks of errors.",
+    flag_values=FLAGS,
 )
 
 
@@ -38,7 +42,7 @@ def main(argv) -> int:
     logging.set_verbosity(cli.VERBOSITY_LEVELS[_LOGGING_VERBOSITY.value])
 
     def body():
-        config = config_lib.RetrainConfig(**cache_flags.settings())
+        config = config_lib.RetrainConfig(**_DATA.settings())
         if not config.image_dir:
             raise cli.UsageError("--image_dir is required")
         from retrain.cache import beam
@@ -67,16 +71,17 @@ def main(argv) -> int:
     return cli.run_guarded("retrain-cache", body)
 
 
+PROGRAM = "retrain-cache"
+parse_flags = cli.flags_parser(
+    PROGRAM, FLAGS, sys.modules[__name__], shared=[cache_flags.__name__], pass_unknown=True
+)
+
+
 def run() -> None:
     """Console entry point of `retrain-cache`."""
     memory.limit_allocator_arenas()  # Before TensorFlow starts its threads.
     cli.quiet_tensorflow()
-    app.run(
-        main,
-        flags_parser=cli.flags_parser(
-            "retrain-cache", sys.modules[__name__], shared=[cache_flags], pass_unknown=True
-        ),
-    )
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

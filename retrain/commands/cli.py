@@ -77,13 +77,24 @@ def _unimportable(module_names):
                 del sys.modules[name]
 
 
-def flags_parser(program: str, main_module, allow_positional: bool = False, shared=(), pass_unknown: bool = False):
-    """An absl flags_parser: help on stdout with status 0, bad flags in one line with 2.
+def command_flags() -> flags.FlagValues:
+    """A command's own flags, beside absl's (--verbosity, ...): the commands define flags
+    of the same names with other meanings (--image_dir, --unknown_threshold), so each
+    has its own FlagValues and can run in one process with the others."""
+    own = flags.FlagValues()
+    own.append_flag_values(flags.FLAGS)
+    return own
+
+
+def flags_parser(program: str, flag_values: flags.FlagValues, main_module, allow_positional: bool = False,
+                 shared=(), pass_unknown: bool = False):
+    """An absl flags_parser for a command's flag_values: help on stdout with status 0, bad
+    flags in one line with 2.
 
     --help and --helpshort list the tool's own flags (main_module's and those of the
-    shared flag modules) under main_module's docstring; --helpfull adds absl's and
-    TensorFlow's. With pass_unknown, flags the tool does not know are handed to main
-    (after argv[0]) for another parser (Beam's pipeline options) to judge.
+    shared flag modules) under main_module's docstring; --helpfull adds absl's. With
+    pass_unknown, flags the tool does not know are handed to main (after argv[0]) for
+    another parser (Beam's pipeline options) to judge.
     """
 
     def parse(argv):
@@ -91,23 +102,44 @@ def flags_parser(program: str, main_module, allow_positional: bool = False, shar
         if requested:
             text = (main_module.__doc__ or "").strip() + "\n\nFlags:\n"
             if "--helpfull" in requested:
-                text += flags.FLAGS.get_help()
+                text += flag_values.get_help()
             else:
-                sections = [flags.FLAGS.module_help(module) for module in (*shared, main_module)]
+                sections = [flag_values.module_help(module) for module in (*shared, main_module.__name__)]
                 text += "\n\n".join(sections) + "\n\nTry --helpfull to see all flags."
             print(text)
             sys.exit(EXIT_OK)
         try:
-            remaining = flags.FLAGS(argv, known_only=pass_unknown)
+            remaining = flag_values(argv, known_only=pass_unknown)
         except flags.Error as e:
             print(f"{program}: error: {e}\nTry --help for the list of flags.", file=sys.stderr)
             sys.exit(EXIT_USAGE)
         if len(remaining) > 1 and not (allow_positional or pass_unknown):
             print(f"{program}: error: unexpected arguments: {' '.join(remaining[1:])}", file=sys.stderr)
             sys.exit(EXIT_USAGE)
+        flags.FLAGS.mark_as_parsed()  # absl's own flags are among flag_values, parsed with them.
         return remaining
 
+    parse.flag_values = flag_values
     return parse
+
+
+def call_in_process(parse, main, argv: list[str]) -> int:
+    """A command run as its console script runs it, in this process: its flags parser on
+    argv (argv[0] the program), then main; returns the exit status. For tests and
+    embedding: the flags are unparsed and absl's verbosity restored afterwards."""
+    verbosity = logging.get_verbosity()
+    parsed_before = flags.FLAGS.is_parsed()
+    try:
+        try:
+            remaining = parse(argv)
+        except SystemExit as e:
+            return int(e.code or 0)
+        return main(remaining)
+    finally:
+        parse.flag_values.unparse_flags()
+        if not parsed_before:
+            flags.FLAGS.unparse_flags()
+        logging.set_verbosity(verbosity)
 
 
 def run_guarded(program: str, body) -> int:

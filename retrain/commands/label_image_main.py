@@ -30,6 +30,7 @@ from retrain.commands import cli
 from retrain.data import storage
 
 _D = config_lib.LabelImageConfig()
+FLAGS = cli.command_flags()
 OUTPUT_FORMATS = ("text", "json", "csv")
 
 _GRAPH = flags.DEFINE_string(
@@ -37,6 +38,7 @@ _GRAPH = flags.DEFINE_string(
     "",
     "Model to be executed: a frozen GraphDef (.pb), a SavedModel folder or a TFLite model "
     "(.tflite), told apart by their content.",
+    flag_values=FLAGS,
 )
 _SIGNATURE = flags.DEFINE_enum(
     "signature",
@@ -44,12 +46,14 @@ _SIGNATURE = flags.DEFINE_enum(
     ["serving_default", "serving_bytes"],
     "For a SavedModel: serving_default takes pixels prepared here; serving_bytes is sent the "
     "image files and decodes them inside the model (as a server would be sent them).",
+    flag_values=FLAGS,
 )
 _UNKNOWN = flags.DEFINE_boolean(
     "unknown",
     _D.unknown,
     "Answer 'unknown <score>' first when the calibrated top score is below the threshold the "
     "model was trained with (models from this version of retrain carry one).",
+    flag_values=FLAGS,
 )
 _REPORT_DIR = flags.DEFINE_string(
     "report_dir",
@@ -57,44 +61,54 @@ _REPORT_DIR = flags.DEFINE_string(
     "With --evaluate: also write an HTML report here (index.html: confusion matrix, per-class "
     "table, reliability diagram, accuracy-coverage curve, misclassified images as thumbnails). "
     "Needs pip install \"retrain[report]\".",
+    flag_values=FLAGS,
 )
 _UNKNOWN_THRESHOLD = flags.DEFINE_float(
     "unknown_threshold",
     _D.unknown_threshold,
     "Answer 'unknown' below this (calibrated) top score, instead of the model's own threshold; implies --unknown.",
+    flag_values=FLAGS,
 )
-_LABELS = flags.DEFINE_string("labels", "", "Name of file containing labels, one per line.")
+_LABELS = flags.DEFINE_string("labels", "", "Name of file containing labels, one per line.", flag_values=FLAGS)
 _IMAGE = flags.DEFINE_multi_string(
-    "image", [], "Image to be processed; repeat it, or name a folder to classify every image in it."
+    "image", [], "Image to be processed; repeat it, or name a folder to classify every image in it.",
+    flag_values=FLAGS,
 )
 _IMAGE_DIR = flags.DEFINE_string(
-    "image_dir", "", "A folder with one sub-folder of images per class, named as for retrain."
+    "image_dir", "", "A folder with one sub-folder of images per class, named as for retrain.",
+    flag_values=FLAGS,
 )
 _EVALUATE = flags.DEFINE_boolean(
-    "evaluate", False, "Check the graph on --image_dir, whose folder names give the true labels."
+    "evaluate", False, "Check the graph on --image_dir, whose folder names give the true labels.",
+    flag_values=FLAGS,
 )
 _MIN_ACCURACY = flags.DEFINE_float(
-    "min_accuracy", None, "With --evaluate: exit with status 1 when the accuracy (0..1) is below this."
+    "min_accuracy", None, "With --evaluate: exit with status 1 when the accuracy (0..1) is below this.",
+    flag_values=FLAGS,
 )
-_INPUT_LAYER = flags.DEFINE_string("input_layer", _D.input_layer, "Name of input layer.")
-_OUTPUT_LAYER = flags.DEFINE_string("output_layer", _D.output_layer, "Name of output layer.")
+_INPUT_LAYER = flags.DEFINE_string("input_layer", _D.input_layer, "Name of input layer.", flag_values=FLAGS)
+_OUTPUT_LAYER = flags.DEFINE_string("output_layer", _D.output_layer, "Name of output layer.", flag_values=FLAGS)
 _INPUT_HEIGHT = flags.DEFINE_integer(
-    "input_height", None, "Input height (default: the graph's input height when fixed, else 299)."
+    "input_height", None, "Input height (default: the graph's input height when fixed, else 299).",
+    flag_values=FLAGS,
 )
 _INPUT_WIDTH = flags.DEFINE_integer(
-    "input_width", None, "Input width (default: the graph's input width when fixed, else 299)."
+    "input_width", None, "Input width (default: the graph's input width when fixed, else 299).",
+    flag_values=FLAGS,
 )
-_INPUT_MEAN = flags.DEFINE_float("input_mean", _D.input_mean, "Subtracted from each pixel value (0-255).")
-_INPUT_STD = flags.DEFINE_float("input_std", _D.input_std, "Pixel values are divided by this after the mean.")
-_TOP_K = flags.DEFINE_integer("top_k", _D.top_k, "How many labels to show per image, best first.")
+_INPUT_MEAN = flags.DEFINE_float("input_mean", _D.input_mean, "Subtracted from each pixel value (0-255).", flag_values=FLAGS)
+_INPUT_STD = flags.DEFINE_float("input_std", _D.input_std, "Pixel values are divided by this after the mean.", flag_values=FLAGS)
+_TOP_K = flags.DEFINE_integer("top_k", _D.top_k, "How many labels to show per image, best first.", flag_values=FLAGS)
 _OUTPUT_FORMAT = flags.DEFINE_enum(
     "output_format", _D.output_format, list(OUTPUT_FORMATS),
     "text: `label score` lines; json: one document; csv: one row per image.",
+    flag_values=FLAGS,
 )
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", _D.batch_size, "Images per forward pass.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", _D.batch_size, "Images per forward pass.", flag_values=FLAGS)
 _LOGGING_VERBOSITY = flags.DEFINE_enum(
     "logging_verbosity", "WARN", list(config_lib.LOGGING_VERBOSITIES),
     "How much logging output should be produced. DEBUG also shows tracebacks of errors.",
+    flag_values=FLAGS,
 )
 
 
@@ -302,10 +316,14 @@ def main(argv) -> int:
     return cli.run_guarded("label-image", body)
 
 
+PROGRAM = "label-image"
+parse_flags = cli.flags_parser(PROGRAM, FLAGS, sys.modules[__name__], allow_positional=True)
+
+
 def run() -> None:
     """Console entry point of `label-image`."""
     cli.quiet_tensorflow()
-    app.run(main, flags_parser=cli.flags_parser("label-image", sys.modules[__name__], allow_positional=True))
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -13,23 +13,23 @@ from retrain import exports
 from retrain.commands import cli
 
 
-def define(module_name: str) -> dict:
-    """Defines every output flag as belonging to module_name (for --help); {name: FlagHolder}."""
+def define(flag_values: flags.FlagValues, module_name: str) -> dict:
+    """Defines every output flag in flag_values as belonging to module_name (for --help); {name: FlagHolder}."""
     defaults = config_lib.OutputConfig()
+    own = dict(flag_values=flag_values, module_name=module_name)
     holders = {}
     for flag in exports.all_flags():
         default = getattr(defaults, flag.name)
         if flag.choices:
-            holders[flag.name] = flags.DEFINE_enum(flag.name, default, list(flag.choices), flag.help,
-                                                   module_name=module_name)
+            holders[flag.name] = flags.DEFINE_enum(flag.name, default, list(flag.choices), flag.help, **own)
         elif isinstance(default, bool):
-            holders[flag.name] = flags.DEFINE_boolean(flag.name, default, flag.help, module_name=module_name)
+            holders[flag.name] = flags.DEFINE_boolean(flag.name, default, flag.help, **own)
         elif isinstance(default, int):
-            holders[flag.name] = flags.DEFINE_integer(flag.name, default, flag.help, module_name=module_name)
+            holders[flag.name] = flags.DEFINE_integer(flag.name, default, flag.help, **own)
         elif isinstance(default, float):
-            holders[flag.name] = flags.DEFINE_float(flag.name, default, flag.help, module_name=module_name)
+            holders[flag.name] = flags.DEFINE_float(flag.name, default, flag.help, **own)
         else:
-            holders[flag.name] = flags.DEFINE_string(flag.name, default, flag.help, module_name=module_name)
+            holders[flag.name] = flags.DEFINE_string(flag.name, default, flag.help, **own)
     return holders
 
 

@@ -13,6 +13,8 @@ float32 [None, height, width, 3] RGB in [0, 1]; output --final_tensor_name) and
 Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.
 """
 
+import sys
+
 from absl import app, flags, logging
 
 from retrain import config as config_lib
@@ -20,24 +22,30 @@ from retrain.commands import cache_flags, cli, output_flags
 from retrain.runtime import memory
 
 _D = config_lib.RetrainConfig()
+FLAGS = cli.command_flags()
+_DATA = cache_flags.DataFlags(FLAGS)
 
 # Each output's flags come from the outputs table: --output_graph, --output_labels,
 # --saved_model_dir, --output_tflite and its options, --summaries_dir, ...
-_OUTPUTS = output_flags.define(__name__)
+_OUTPUTS = output_flags.define(FLAGS, __name__)
 
 _HOW_MANY_TRAINING_STEPS = flags.DEFINE_integer(
-    "how_many_training_steps", _D.train.how_many_training_steps, "How many training steps to run before ending."
+    "how_many_training_steps", _D.train.how_many_training_steps, "How many training steps to run before ending.",
+    flag_values=FLAGS,
 )
 _LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", _D.train.learning_rate, "How large a learning rate to use when training."
+    "learning_rate", _D.train.learning_rate, "How large a learning rate to use when training.",
+    flag_values=FLAGS,
 )
 _EVAL_STEP_INTERVAL = flags.DEFINE_integer(
-    "eval_step_interval", _D.train.eval_step_interval, "How often to evaluate the training results."
+    "eval_step_interval", _D.train.eval_step_interval, "How often to evaluate the training results.",
+    flag_values=FLAGS,
 )
 _TRAIN_BATCH_SIZE = flags.DEFINE_integer(
     "train_batch_size",
     _D.train.train_batch_size,
     "How many images to train on at a time. -1 uses the whole training set at every step.",
+    flag_values=FLAGS,
 )
 _TEST_BATCH_SIZE = flags.DEFINE_integer(
     "test_batch_size",
@@ -45,6 +53,7 @@ _TEST_BATCH_SIZE = flags.DEFINE_integer(
     "How many images to test on. This test set is only used once, to evaluate the final "
     "accuracy of the model after training completes. A value of -1 causes the entire test "
     "set to be used, which leads to more stable results across runs.",
+    flag_values=FLAGS,
 )
 _VALIDATION_BATCH_SIZE = flags.DEFINE_integer(
     "validation_batch_size",
@@ -53,11 +62,13 @@ _VALIDATION_BATCH_SIZE = flags.DEFINE_integer(
     "often than the test set, and is an early indicator of how accurate the model is during "
     "training. A value of -1 causes the entire validation set to be used, which leads to "
     "more stable results across training iterations, but may be slower on large training sets.",
+    flag_values=FLAGS,
 )
 _PRINT_MISCLASSIFIED_TEST_IMAGES = flags.DEFINE_boolean(
     "print_misclassified_test_images",
     _D.print_misclassified_test_images,
     "Whether to print out a list of all misclassified test images.",
+    flag_values=FLAGS,
 )
 _UNKNOWN_THRESHOLD = flags.DEFINE_string(
     "unknown_threshold",
@@ -66,11 +77,13 @@ _UNKNOWN_THRESHOLD = flags.DEFINE_string(
     "the SavedModel's and TFLite model's outputs). auto: chosen on the validation images, the "
     "lowest score from which the answered images reach --unknown_target_precision accuracy, "
     "and at least the score that answers that share of them. Or a number in [0, 1].",
+    flag_values=FLAGS,
 )
 _UNKNOWN_TARGET_PRECISION = flags.DEFINE_float(
     "unknown_target_precision",
     _D.unknown_target_precision,
     "With --unknown_threshold auto: the accuracy (0-1) the images answered should reach on validation.",
+    flag_values=FLAGS,
 )
 _REPORT_DIR = flags.DEFINE_string(
     "report_dir",
@@ -78,18 +91,21 @@ _REPORT_DIR = flags.DEFINE_string(
     "Also write an HTML evaluation report of the test images here (index.html with a confusion "
     "matrix, per-class table, reliability diagram, accuracy-coverage curve and the misclassified "
     "images). Needs pip install \"retrain[report]\". Not written if empty.",
+    flag_values=FLAGS,
 )
 _LOGGING_VERBOSITY = flags.DEFINE_enum(
     "logging_verbosity",
     "INFO",
     list(config_lib.LOGGING_VERBOSITIES),
     "How much logging output should be produced. DEBUG also shows tracebacks of errors.",
+    flag_values=FLAGS,
 )
 _RANDOM_SEED = flags.DEFINE_integer(
     "random_seed",
     _D.train.random_seed,
     "Seed for the initial weights and the sampling of training, validation and test "
     "batches. Unset: a new seed each run, printed in the log so the run can be repeated.",
+    flag_values=FLAGS,
 )
 
 
@@ -128,7 +144,7 @@ def _unknown_threshold() -> float | None:
 def _config_from_flags() -> config_lib.RetrainConfig:
     _check_flags()
     return config_lib.RetrainConfig(
-        **cache_flags.settings(),
+        **_DATA.settings(),
         print_misclassified_test_images=_PRINT_MISCLASSIFIED_TEST_IMAGES.value,
         unknown_threshold=_unknown_threshold(),
         unknown_target_precision=_UNKNOWN_TARGET_PRECISION.value,
@@ -163,13 +179,15 @@ def main(argv) -> int:
     return cli.run_guarded("retrain", body)
 
 
+PROGRAM = "retrain"
+parse_flags = cli.flags_parser(PROGRAM, FLAGS, sys.modules[__name__], shared=[cache_flags.__name__])
+
+
 def run() -> None:
     """Console entry point of `retrain`."""
     memory.limit_allocator_arenas()  # Before TensorFlow starts its threads.
     cli.quiet_tensorflow()
-    import sys
-
-    app.run(main, flags_parser=cli.flags_parser("retrain", sys.modules[__name__], shared=[cache_flags]))
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":
