@@ -66,6 +66,29 @@ def cache_files(root):
     return found
 
 
+def call_command(name, *args):
+    """Runs a console script's command in this process, as its entry point would (flags parser,
+    then main): (exit status, stdout, stderr). Its log lines are in stderr as 'E message'."""
+    import contextlib
+    import io
+    import logging as python_logging
+
+    from retrain.commands import cache_main, cli, label_image_main, retrain_main
+
+    command = {"retrain": retrain_main, "label-image": label_image_main, "retrain-cache": cache_main}[name]
+    out, err = io.StringIO(), io.StringIO()
+    handler = python_logging.StreamHandler(err)
+    handler.setFormatter(python_logging.Formatter("%(levelname).1s %(message)s"))
+    absl_logger = python_logging.getLogger("absl")
+    absl_logger.addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = cli.call_in_process(command.parse_flags, command.main, [name, *map(str, args)])
+    finally:
+        absl_logger.removeHandler(handler)
+    return status, out.getvalue(), err.getvalue()
+
+
 def run_tool(name, *args, cwd=None, timeout=300):
     """Runs an installed console script; returns the CompletedProcess (text)."""
     executable = os.path.join(os.path.dirname(sys.executable), name)

@@ -7,7 +7,13 @@ import pathlib
 
 import numpy as np
 import pytest
-from conftest import cache_files, make_split_safe_folder, quick_config, run_tool
+from conftest import (
+    cache_files,
+    call_command,
+    make_split_safe_folder,
+    quick_config,
+    run_tool,
+)
 
 import retrain
 from retrain.cache import beam
@@ -31,6 +37,7 @@ def config_for(tmp_path, folder, module, cache="cache"):
                         bottleneck_dir=tmp_path / cache, bottleneck_batch_size=1)
 
 
+@pytest.mark.slow
 def test_beam_fills_the_cache_retrain_would_and_retrain_then_computes_nothing(tmp_path, folder, tiny_module):
     args = [f"--image_dir={folder}", f"--tfhub_module={tiny_module}", f"--bottleneck_dir={tmp_path}/cache",
             "--bottleneck_batch_size=1", "--runner=DirectRunner", "--direct_running_mode=multi_processing",
@@ -72,10 +79,10 @@ def test_decoding_on_workers_gives_retrains_pixels(folder):
 
 
 def test_unknown_flags_are_usage_errors(tmp_path):
-    result = run_tool("retrain-cache", "--image_dir=.", "--no_such_option=3")
-    assert result.returncode == 2
-    assert "unknown flag(s) for retrain-cache or Apache Beam: --no_such_option" in result.stderr
-    assert "Traceback" not in result.stderr
+    status, _, stderr = call_command("retrain-cache", "--image_dir=.", "--no_such_option=3")
+    assert status == 2
+    assert "unknown flag(s) for retrain-cache or Apache Beam: --no_such_option" in stderr
+    assert "Traceback" not in stderr
 
 
 def test_missing_beam_is_one_line_naming_the_extra(monkeypatch):

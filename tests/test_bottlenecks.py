@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import cache_files
 
-from retrain.cache import fill, layout, text_format
+from retrain.cache import fill, layout, plan, text_format
 from retrain.data import batching, image_lists
 from retrain.errors import ImageError
 
@@ -94,6 +94,24 @@ def test_computes_in_batches_then_reuses_cache(tmp_path, caplog):
     for category in image_lists.CATEGORIES:
         np.testing.assert_array_equal(first.sets[category].features, second.sets[category].features)
         assert first.sets[category].image_paths == second.sets[category].image_paths
+
+
+def test_read_only_sets_hold_what_is_cached_and_write_nothing(tmp_path):
+    lists = make_folder(str(tmp_path / "imgs"))
+    entries = plan.entries(lists, bottleneck_dir=str(tmp_path / "cache"), module_name="/mods/tiny")
+    first = fill.fill(entries[:5], dim=3, decode=batching.threaded_decoder(lambda e: fake_load(e.image_path), 4),
+                      extract=CountingExtract(), bottleneck_dir=str(tmp_path / "cache"), module_handle="/mods/tiny",
+                      source="m")
+    assert first.computed == 5
+    before = {p: os.stat(p).st_mtime_ns for p in cache_files(tmp_path / "cache")}
+    records_before = sorted(os.listdir(tmp_path / "cache" / layout.RECORDS_FOLDER / "records" / "~mods~tiny"))
+    held, missing = fill.read_only_sets(entries, dim=3, bottleneck_dir=str(tmp_path / "cache"),
+                                        module_handle="/mods/tiny", source="m")
+    assert missing == entries[5:]
+    assert sum(len(s) for s in held.sets.values()) == 5 and held.reused == 5
+    assert all(s.source == "m" for s in held.sets.values())
+    assert {p: os.stat(p).st_mtime_ns for p in cache_files(tmp_path / "cache")} == before
+    assert sorted(os.listdir(tmp_path / "cache" / layout.RECORDS_FOLDER / "records" / "~mods~tiny")) == records_before
 
 
 def test_sets_hold_labels_in_class_order(tmp_path):

@@ -215,6 +215,7 @@ def codelab_tf_files(tmp_path, folder):
     raise AssertionError(f"no home under {tmp_path} holds out images of every class")
 
 
+@pytest.mark.slow
 def test_the_codelab_command_line_runs_as_written(tmp_path, folder):
     tf_files = codelab_tf_files(tmp_path, folder)
     (tf_files / "inception").mkdir(parents=True)

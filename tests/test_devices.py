@@ -4,7 +4,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 
+
+@pytest.mark.slow
 def test_two_logical_devices_give_the_same_bottlenecks(tmp_path, image_folder, tiny_module):
     script = textwrap.dedent(f"""
         import os

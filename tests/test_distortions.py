@@ -1,7 +1,7 @@
 import os
 
 import numpy as np
-from conftest import cache_files, frozen_graph_scores, quick_config, run_tool
+from conftest import cache_files, call_command, frozen_graph_scores, quick_config
 
 from retrain.config import DistortionConfig
 from retrain.data import images
@@ -140,5 +140,5 @@ def test_distorted_copies_are_cached_reused_and_not_shared_across_settings(tmp_p
 
 
 def test_distorted_copies_needs_a_distortion():
-    result = run_tool("retrain", "--image_dir=.", "--distorted_copies=2")
-    assert result.returncode == 2 and "--distorted_copies needs a distortion" in result.stderr
+    status, _, stderr = call_command("retrain", "--image_dir=.", "--distorted_copies=2")
+    assert status == 2 and "--distorted_copies needs a distortion" in stderr

@@ -111,6 +111,7 @@ def test_graph_input_applies_mean_and_std():
     np.testing.assert_allclose(out, (pattern().astype(np.float32) - 128.0) / 128.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_resizing_only_the_sampled_pixels_equals_the_tf1_kernel_bit_for_bit():
     """scale_orient_resize is retrain.py's convert -> orient -> ResizeBilinear, in every context."""
     rng = np.random.default_rng(0)

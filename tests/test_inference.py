@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_frozen_graph, run_tool
+from conftest import call_command, run_frozen_graph
 
 from retrain import inference, testing
 from retrain.evaluation import metrics
@@ -43,11 +43,12 @@ def test_old_inception_style_graph_fed_jpeg_bytes(tmp_path, images_dir):
     graph_def = write_graph(str(tmp_path / "old.pb"), build)
     (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
     image = os.path.join(images_dir, "red", "red_000.jpg")
-    result = run_tool("label-image", f"--graph={tmp_path}/old.pb", f"--labels={tmp_path}/labels.txt",
-                      f"--image={image}", "--input_layer=DecodeJpeg/contents")
-    assert result.returncode == 0, result.stderr
+    status, stdout, stderr = call_command("label-image", f"--graph={tmp_path}/old.pb",
+                                          f"--labels={tmp_path}/labels.txt", f"--image={image}",
+                                          "--input_layer=DecodeJpeg/contents")
+    assert status == 0, stderr
     expected = run_frozen_graph(graph_def, {"DecodeJpeg/contents:0": open(image, "rb").read()})[0]
-    assert result.stdout.splitlines()[0] == "red " + str(expected.max())
+    assert stdout.splitlines()[0] == "red " + str(expected.max())
 
 
 def test_fixed_batch_mul_graph_with_mean_and_std(tmp_path, images_dir):
@@ -94,10 +95,11 @@ def test_input_size_flags_for_graphs_without_a_fixed_size(tmp_path, images_dir):
     assert (classifier.height, classifier.width) == (10, 12)
     (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
     image = os.path.join(images_dir, "green", "green_000.jpg")
-    result = run_tool("label-image", f"--graph={tmp_path}/any.pb", f"--labels={tmp_path}/labels.txt",
-                      f"--image={image}", "--input_height=10", "--input_width=12", "--batch_size=1")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0].startswith("green ")
+    status, stdout, stderr = call_command("label-image", f"--graph={tmp_path}/any.pb",
+                                          f"--labels={tmp_path}/labels.txt", f"--image={image}", "--input_height=10",
+                                          "--input_width=12", "--batch_size=1")
+    assert status == 0, stderr
+    assert stdout.splitlines()[0].startswith("green ")
 
 
 def test_large_constants_run_from_variables_with_identical_scores(tmp_path):

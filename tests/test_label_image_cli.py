@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_tool
+from conftest import call_command, run_tool
 
 from retrain import config as config_lib
 from retrain import testing
@@ -83,10 +83,12 @@ def test_folder_in_json_and_csv_with_a_broken_file(trained_model, image_folder, 
     (folder / "broken.jpg").write_bytes(b"<html>not found</html>")
     (folder / "notes.txt").write_text("ignored: not an image name")
     (folder / ".hidden.jpg").write_bytes(b"ignored")
-    result = label_image(trained_model, f"--image={folder}", "--output_format=json", "--top_k=2")
-    assert result.returncode == 1
-    assert "broken.jpg" in result.stderr and "Traceback" not in result.stderr
-    document = json.loads(result.stdout)
+    status, stdout, stderr = call_command("label-image", f"--graph={trained_model['graph']}",
+                                          f"--labels={trained_model['labels']}", f"--image={folder}",
+                                          "--output_format=json", "--top_k=2")
+    assert status == 1
+    assert "broken.jpg" in stderr and "Traceback" not in stderr
+    document = json.loads(stdout)
     assert len(document["images"]) == 30
     assert [f["path"] for f in document["failed"]] == [str(folder / "broken.jpg")]
     first = document["images"][0]
@@ -161,9 +163,11 @@ def test_tflite_model_gates_ci_from_the_command_line(trained_model, eval_folder)
 
 def test_min_accuracy_gate(trained_model, eval_folder, capsys):
     assert render(capsys, trained_model, image_dir=eval_folder, evaluate=True, min_accuracy=0.85)[0] == 0
-    failing = label_image(trained_model, f"--image_dir={eval_folder}", "--evaluate", "--min_accuracy=0.9")
-    assert failing.returncode == 1
-    assert "accuracy 0.8750 is below --min_accuracy 0.9" in failing.stderr
+    status, _, stderr = call_command("label-image", f"--graph={trained_model['graph']}",
+                                     f"--labels={trained_model['labels']}", f"--image_dir={eval_folder}", "--evaluate",
+                                     "--min_accuracy=0.9")
+    assert status == 1
+    assert "accuracy 0.8750 is below --min_accuracy 0.9" in stderr
 
 
 @pytest.mark.parametrize(
@@ -179,9 +183,9 @@ def test_min_accuracy_gate(trained_model, eval_folder, capsys):
     ],
 )
 def test_usage_errors(args, code, message):
-    result = run_tool("label-image", *args)
-    assert result.returncode == code
-    assert message in result.stderr and "Traceback" not in result.stderr
+    status, _, stderr = call_command("label-image", *args)
+    assert status == code
+    assert message in stderr and "Traceback" not in stderr
 
 
 def test_missing_files_and_wrong_layers(trained_model, image_folder, tmp_path):
@@ -202,23 +206,24 @@ def test_missing_files_and_wrong_layers(trained_model, image_folder, tmp_path):
     short_labels.write_text("a\nb\n")
     fails("has 2 labels but the graph's output has 3", labels=str(short_labels))
     # The command turns them into one line and status 1.
-    missing_graph = run_tool("label-image", f"--graph={tmp_path}/none.pb", f"--labels={trained_model['labels']}",
-                             f"--image={image}")
-    assert missing_graph.returncode == 1 and "not found" in missing_graph.stderr
-    assert "Traceback" not in missing_graph.stderr and len(missing_graph.stderr.strip().splitlines()) == 1
+    status, _, stderr = call_command("label-image", f"--graph={tmp_path}/none.pb", f"--labels={trained_model['labels']}",
+                                     f"--image={image}")
+    assert status == 1 and "not found" in stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_help_lists_flags_and_exit_codes():
-    result = run_tool("label-image", "--help")
-    assert result.returncode == 0
+    status, stdout, _ = call_command("label-image", "--help")
+    assert status == 0
     for flag in ("graph", "labels", "image", "image_dir", "input_layer", "output_layer", "input_height",
                  "input_width", "input_mean", "input_std", "top_k", "output_format", "min_accuracy", "batch_size",
                  "signature", "unknown_threshold", "report_dir"):
-        assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
-    assert "--[no]evaluate" in result.stdout and "--[no]unknown" in result.stdout
-    assert "Exit status" in result.stdout
+        assert f"--{flag}" in stdout or f"--[no]{flag}" in stdout, flag
+    assert "--[no]evaluate" in stdout and "--[no]unknown" in stdout
+    assert "Exit status" in stdout
 
 
+@pytest.mark.slow
 def test_tensorflow_imported_without_keras_for_graphs_and_keras_importable_after():
     """label-image on a frozen graph or TFLite file skips the Keras import TensorFlow does."""
     import subprocess

@@ -4,7 +4,13 @@ import os
 
 import numpy as np
 import pytest
-from conftest import cache_files, frozen_graph_scores, quick_config, run_tool
+from conftest import (
+    cache_files,
+    call_command,
+    frozen_graph_scores,
+    quick_config,
+    run_tool,
+)
 
 from retrain import testing
 from retrain.data import image_lists
@@ -128,10 +134,10 @@ def test_random_labels_give_near_chance_accuracy(tmp_path, tiny_module):
     ],
 )
 def test_bad_flags_are_usage_errors(tmp_path, flag, message):
-    result = run_tool("retrain", "--image_dir=.", "--testing_percentage=50", flag)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    status, _, stderr = call_command("retrain", "--image_dir=.", "--testing_percentage=50", flag)
+    assert status == 2, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr
 
 
 def make_classes(root, count):
@@ -171,12 +177,12 @@ def test_bad_image_dir_is_a_user_error_with_the_original_wording(tmp_path, tiny_
 
 def test_a_user_error_is_one_line_and_exit_1(tmp_path, tiny_module):
     image_dir = tmp_path / "imgs"
-    result = run_tool("retrain", *retrain_args(tmp_path, image_dir, tiny_module))
-    assert result.returncode == 1
+    status, _, stderr = call_command("retrain", *retrain_args(tmp_path, image_dir, tiny_module))
+    assert status == 1
     message = f"Image directory '{image_dir}' not found."
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert [line for line in result.stderr.splitlines() if line.startswith("E")] == [
-        line for line in result.stderr.splitlines() if message in line
+    assert message in stderr and "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("E")] == [
+        line for line in stderr.splitlines() if message in line
     ]
 
 
@@ -209,8 +215,8 @@ def test_small_class_with_empty_sets_still_trains(tmp_path, tiny_module, caplog)
 
 
 def test_help_documents_every_flag():
-    result = run_tool("retrain", "--helpfull")
-    assert result.returncode == 0
+    status, stdout, _ = call_command("retrain", "--helpfull")
+    assert status == 0
     for flag in (
         "image_dir", "output_graph", "intermediate_output_graphs_dir", "intermediate_store_frequency",
         "output_labels", "summaries_dir", "how_many_training_steps", "learning_rate", "testing_percentage",
@@ -222,7 +228,7 @@ def test_help_documents_every_flag():
         "tflite_representative_images", "architecture", "model_dir", "unknown_threshold",
         "unknown_target_precision", "report_dir", "fast_jpeg_decode",
     ):
-        assert f"--{flag}" in result.stdout or f"--[no]{flag}" in result.stdout, flag
+        assert f"--{flag}" in stdout or f"--[no]{flag}" in stdout, flag
 
 
 def test_python_dash_m_works():
@@ -233,6 +239,7 @@ def test_python_dash_m_works():
     assert result.returncode == 0 and "--image_dir" in result.stdout
 
 
+@pytest.mark.slow
 def test_tools_start_without_importing_pyplot_yet_leave_it_importable():
     """Keras imports matplotlib.pyplot with TensorFlow when it is installed: a second per start."""
     import subprocess
@@ -262,5 +269,5 @@ def test_image_size_for_a_module_without_a_fixed_size(tmp_path, image_folder, ca
     scores, _ = frozen_graph_scores(tmp_path / "out" / "graph.pb", [os.path.join(image_folder, "green", "green_000.jpg")],
                                     size=32)
     assert scores.shape == (1, 3)
-    fixed = run_tool("retrain", *retrain_args(tmp_path, image_folder, module, "--image_size=0"))
-    assert fixed.returncode == 2 and "--image_size must be positive" in fixed.stderr
+    status, _, stderr = call_command("retrain", *retrain_args(tmp_path, image_folder, module, "--image_size=0"))
+    assert status == 2 and "--image_size must be positive" in stderr

@@ -68,6 +68,7 @@ def args_for(tmp_path, image_dir, module, *extra):
     ]
 
 
+@pytest.mark.slow
 def test_trap_folder_runs_through_and_reports_what_it_skipped(tmp_path, trap_folder, tiny_module):
     result = run_tool("retrain", *args_for(tmp_path, trap_folder, tiny_module))
     assert result.returncode == 0, result.stderr
@@ -110,6 +111,7 @@ def write_images(root, count, prefix=""):
             testing.synthetic_image(rng, colour, 24, 32).save(os.path.join(root, cls, f"{prefix}{cls}{i:04d}.png"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_caching_keeps_outputs_and_a_complete_cache(tmp_path, tiny_module):
     image_dir = str(tmp_path / "imgs")
     write_images(image_dir, 20)
@@ -152,12 +154,14 @@ def test_ctrl_c_during_caching_keeps_outputs_and_a_complete_cache(tmp_path, tiny
     assert f"Computing {1400 - cached_count} bottlenecks ({cached_count} found in the cache)" in resumed.stderr
 
 
+@pytest.mark.slow
 def test_debug_verbosity_shows_a_traceback_for_bug_reports(tmp_path, tiny_module):
     result = run_tool("retrain", *args_for(tmp_path, tmp_path / "missing", tiny_module), "--logging_verbosity=DEBUG")
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "not found" in result.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training(tmp_path, image_folder, tiny_module):
     args = args_for(tmp_path, image_folder, tiny_module, "--how_many_training_steps=100000000",
                     "--eval_step_interval=1000")
