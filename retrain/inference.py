@@ -23,10 +23,10 @@ import tensorflow as tf
 
 from retrain.data import batching, images, storage
 from retrain.errors import UserError
-from retrain.evaluation.calibration import Calibration
 from retrain.exports import frozen_graph, saved_model
 from retrain.runtime import graph_weights, tflite_runtime
 from retrain.runtime.progress import Progress
+from retrain.scoring import Calibration
 
 SIGNATURES = (saved_model.SERVING_DEFAULT, saved_model.SERVING_BYTES)
 

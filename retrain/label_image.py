@@ -19,11 +19,11 @@ from typing import Iterator
 
 import numpy as np
 
-from retrain import inference
+from retrain import inference, scoring
 from retrain.config import LabelImageConfig
 from retrain.data import image_lists, storage
 from retrain.errors import UserError
-from retrain.evaluation import calibration, metrics
+from retrain.evaluation import metrics
 
 
 @dataclasses.dataclass
@@ -146,7 +146,7 @@ class Model:
             calibrated = answer.calibrated
             if calibrated is None and self.classifier.calibration is not None:
                 # The model carries its temperature but gives plain scores (serving_default).
-                calibrated = calibration.rescale(answer.scores[np.newaxis], self.classifier.calibration.temperature)[0]
+                calibrated = scoring.rescale(answer.scores[np.newaxis], self.classifier.calibration.temperature)[0]
             result = ImageResult(path, answer.scores, calibrated, true_label=true_label)
             if self.unknown_threshold is not None:
                 result.unknown = result.confidence < self.unknown_threshold

@@ -15,9 +15,9 @@ from retrain.cache.sets import BottleneckSet
 from retrain.data import module_inputs
 from retrain.data.preprocessing import Preprocessing
 from retrain.errors import UserError
-from retrain.evaluation.calibration import Calibration, softmax
 from retrain.module.extractor import FeatureExtractor
 from retrain.module.frozen import FrozenModule
+from retrain.scoring import Calibration, softmax
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from PIL import Image
 
 import retrain
 from retrain import config as config_lib
-from retrain import testing
+from retrain import scoring, testing
 from retrain.commands import label_image_main
 from retrain.evaluation import calibration
 from retrain.exports import frozen_graph
@@ -25,7 +25,7 @@ def sampled_logits(temperature, n=6000, classes=5, seed=0):
     """Logits whose labels are drawn from softmax(true logits); shown to a model as true * temperature."""
     rng = np.random.default_rng(seed)
     true = rng.normal(size=(n, classes)) * 2.0
-    probabilities = calibration.softmax(true)
+    probabilities = scoring.softmax(true)
     labels = np.array([rng.choice(classes, p=p) for p in probabilities])
     return true * temperature, labels
 
@@ -40,8 +40,8 @@ def test_calibration_error_falls_on_held_out_data():
     logits, labels = sampled_logits(3.0, n=8000)
     fit, held = slice(0, 4000), slice(4000, None)
     temperature = calibration.fit_temperature(logits[fit], labels[fit])
-    before = calibration.expected_calibration_error(calibration.softmax(logits[held]), labels[held])
-    after = calibration.expected_calibration_error(calibration.softmax(logits[held], temperature), labels[held])
+    before = calibration.expected_calibration_error(scoring.softmax(logits[held]), labels[held])
+    after = calibration.expected_calibration_error(scoring.softmax(logits[held], temperature), labels[held])
     assert after < before / 3
 
 
@@ -54,8 +54,8 @@ def test_a_perfect_validation_set_keeps_a_finite_temperature():
 
 def test_rescaling_scores_equals_scaling_logits():
     logits = np.random.default_rng(2).normal(size=(7, 4)) * 3
-    np.testing.assert_allclose(calibration.rescale(calibration.softmax(logits), 1.7),
-                               calibration.softmax(logits, 1.7), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(scoring.rescale(scoring.softmax(logits), 1.7),
+                               scoring.softmax(logits, 1.7), rtol=1e-5, atol=1e-7)
 
 
 def test_threshold_rule():
@@ -135,8 +135,8 @@ def test_tf1_loading_still_gives_final_result_unchanged(held_out_run):
         ["final_result:0", "final_result_calibrated:0", frozen_graph.LOGITS_NODE + ":0",
          frozen_graph.TEMPERATURE_NODE + ":0", frozen_graph.UNKNOWN_THRESHOLD_NODE + ":0"],
     )
-    np.testing.assert_allclose(plain, calibration.softmax(logits), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(calibrated, calibration.softmax(logits, t), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(plain, scoring.softmax(logits), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(calibrated, scoring.softmax(logits, t), rtol=1e-5, atol=1e-7)
     assert t == pytest.approx(result.calibration.calibration.temperature)
     assert threshold == pytest.approx(result.calibration.threshold.value)
 

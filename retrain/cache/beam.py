@@ -103,14 +103,13 @@ class CacheFillResult:
     failed_images: list[tuple[str, str]]
 
 
-def plan_fill(config: RetrainConfig, training: plan.TrainingImages) -> CachePlan:
+def plan_fill(config: RetrainConfig, training: plan.TrainingImages, load_extractor) -> CachePlan:
     """Walks, splits and checks the cache exactly as ``retrain`` does (the same stages and
-    cache.plan); loads the module at most once."""
+    cache.plan); load_extractor(config) gives the module (module.hub.load_for_run)."""
     from retrain.data.preprocessing import Preprocessing
-    from retrain.module import hub
 
     lists = image_lists.load(config.image_dir, config.split)
-    extractor = hub.load_for_run(config)
+    extractor = load_extractor(config)
     module = ModuleSpec(
         handle=config.tfhub_module,
         image_size=config.image_size,
@@ -175,19 +174,18 @@ class DecodeImage:
 class ExtractAndWrite:
     """A Beam DoFn body: a batch of (WorkItem, module input) -> cache files and records written."""
 
-    def __init__(self, module: ModuleSpec, bottleneck_dir: str):
+    def __init__(self, module: ModuleSpec, bottleneck_dir: str, load_module):
+        """load_module: (handle, image_size, cache_dir) -> FeatureExtractor, run on each worker
+        (module.hub.load_feature_extractor; pickled by reference)."""
         self.module = module
         self.bottleneck_dir = bottleneck_dir
+        self.load_module = load_module
         self._extractor = None
         self._records = None
 
     def setup(self):
         with muted_stderr():
-            from retrain.module import hub
-
-            extractor = hub.load_feature_extractor(
-                self.module.handle, self.module.image_size, self.module.cache_dir
-            )
+            extractor = self.load_module(self.module.handle, self.module.image_size, self.module.cache_dir)
         if extractor.fingerprint != self.module.fingerprint:
             raise RuntimeError(
                 f"module {self.module.handle} on this worker is not the one the pipeline was planned with"
@@ -232,8 +230,8 @@ def _pipeline_parts(beam):
                 yield beam.pvalue.TaggedOutput("failed", json.dumps([item.image_path, str(e)]))
 
     class ExtractAndWriteFn(beam.DoFn):
-        def __init__(self, module, bottleneck_dir):
-            self.body = ExtractAndWrite(module, bottleneck_dir)
+        def __init__(self, module, bottleneck_dir, load_module):
+            self.body = ExtractAndWrite(module, bottleneck_dir, load_module)
 
         def setup(self):
             self.body.setup()
@@ -252,7 +250,8 @@ def _pipeline_parts(beam):
     return DecodeFn, ExtractAndWriteFn
 
 
-def fill_cache(config: RetrainConfig, pipeline_args: list[str], training: plan.TrainingImages) -> CacheFillResult:
+def fill_cache(config: RetrainConfig, pipeline_args: list[str], training: plan.TrainingImages, *,
+               load_extractor, load_module) -> CacheFillResult:
     """Computes the missing or stale bottlenecks of config on a Beam pipeline.
 
     Args:
@@ -261,6 +260,9 @@ def fill_cache(config: RetrainConfig, pipeline_args: list[str], training: plan.T
       pipeline_args: Beam's pipeline options (--runner, --direct_num_workers, ...).
       training: what the training mode keeps of training images in the cache
         (training.modes: the mode retrain would run with these settings).
+      load_extractor: config -> the module, in the driver (module.hub.load_for_run).
+      load_module: (handle, image_size, cache_dir) -> the module, on each worker
+        (module.hub.load_feature_extractor).
 
     Raises:
       UserError: Beam is missing, an option is unknown, or the input is bad.
@@ -277,7 +279,7 @@ def fill_cache(config: RetrainConfig, pipeline_args: list[str], training: plan.T
     unknown = unknown_pipeline_options(pipeline_args)
     if unknown:
         raise UserError(f"Unknown flag(s) for retrain-cache or Apache Beam: {', '.join(unknown)}")
-    cache_plan = plan_fill(config, training)
+    cache_plan = plan_fill(config, training, load_extractor)
     reused = len(cache_plan.entries) - len(cache_plan.missing)
     logging.info("%d bottlenecks to compute on Beam (%d found in the cache).", len(cache_plan.missing), reused)
     if not cache_plan.missing:
@@ -298,7 +300,7 @@ def fill_cache(config: RetrainConfig, pipeline_args: list[str], training: plan.T
         # Full batches, as retrain's: a module's kernels may round the last bit of a
         # value differently for another batch size (retrain's own resumed runs too).
         | "Batch" >> beam.BatchElements(min_batch_size=batch, max_batch_size=batch)
-        | "ModuleAndWrite" >> beam.ParDo(extract_fn(cache_plan.module, config.bottleneck_dir))
+        | "ModuleAndWrite" >> beam.ParDo(extract_fn(cache_plan.module, config.bottleneck_dir, load_module))
     )
     _ = decoded.failed | "Failures" >> beam.io.WriteToText(failed_prefix, file_name_suffix=".jsonl")
     result = pipeline.run()

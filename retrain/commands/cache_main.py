@@ -51,13 +51,15 @@ def main(argv) -> int:
         if unknown:
             raise cli.UsageError(f"unknown flag(s) for retrain-cache or Apache Beam: {', '.join(unknown)}")
         cli.import_tensorflow_quietly(verbose=_LOGGING_VERBOSITY.value == "DEBUG")
-        from retrain.training import (
-            modes,  # The mode retrain would run says what it caches.
-        )
+        from retrain.module import hub
+        from retrain.training import modes
 
         if not any(arg.split("=")[0] == "--runner" for arg in pipeline_args):
             pipeline_args.extend(beam.default_pipeline_args())
-        result = beam.fill_cache(config, pipeline_args, modes.for_config(config).training_images(config))
+        # The mode retrain would run with these flags says what of the training images to cache.
+        training = modes.for_config(config).training_images(config)
+        result = beam.fill_cache(config, pipeline_args, training,
+                                 load_extractor=hub.load_for_run, load_module=hub.load_feature_extractor)
         logging.info(
             "%d of %d bottlenecks are cached in %s (%d computed now).",
             result.reused + result.computed, result.entries, config.bottleneck_dir, result.computed,

@@ -13,6 +13,7 @@ from absl import logging
 from retrain.cache.sets import BottleneckSet
 from retrain.evaluation import calibration
 from retrain.model import HeldOutImages, TrainedModel
+from retrain.scoring import Calibration, softmax
 
 
 @dataclasses.dataclass
@@ -61,7 +62,7 @@ def calibrate(
     *,
     unknown_threshold: float | None,
     target_precision: float,
-) -> tuple[calibration.CalibrationReport | None, calibration.Calibration | None]:
+) -> tuple[calibration.CalibrationReport | None, Calibration | None]:
     """Fits the temperature and chooses the unknown threshold on validation; logs what they mean.
 
     Returns:
@@ -70,7 +71,7 @@ def calibrate(
     """
     if not len(validation):
         logging.warning("No validation images: scores are not calibrated and no unknown threshold is chosen.")
-        fixed = calibration.Calibration(1.0, unknown_threshold) if unknown_threshold is not None else None
+        fixed = Calibration(1.0, unknown_threshold) if unknown_threshold is not None else None
         return None, fixed
     report = calibration.calibrate(
         model.logits(validation),
@@ -125,8 +126,8 @@ def write_report(model: TrainedModel, validation: BottleneckSet, testing: Bottle
         labels=model.labels,
         image_paths=chosen.image_paths,
         truth=chosen.labels,
-        scores=calibration.softmax(logits),
-        calibrated=calibration.softmax(logits, model_calibration.temperature) if model_calibration else None,
+        scores=softmax(logits),
+        calibrated=softmax(logits, model_calibration.temperature) if model_calibration else None,
         unknown_threshold=model_calibration.unknown_threshold if model_calibration else None,
     )
     path = report.write_report(report_dir, data)
