@@ -16,6 +16,7 @@ Importing this package does not import TensorFlow; ``run``, ``classify`` and
 
 from retrain.config import (
     DistortionConfig,
+    FineTuneConfig,
     LabelImageConfig,
     OutputConfig,
     RetrainConfig,
@@ -51,6 +52,7 @@ def evaluate(config: LabelImageConfig, show_progress: bool | None = False):
 
 __all__ = [
     "DistortionConfig",
+    "FineTuneConfig",
     "ImageError",
     "LabelImageConfig",
     "OutputConfig",

@@ -76,6 +76,30 @@ class TrainConfig:
     random_seed: int | None = None
 
 
+# How --fine_tune changes the learning rate over the epochs.
+FINE_TUNE_SCHEDULES = ("cosine", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneConfig:
+    """Training the module itself after the head (--fine_tune), on decoded images.
+
+    The defaults (see the README's "Fine-tuning"): SGD with momentum 0.9 on batches of
+    16, a learning rate warming up linearly over the first epoch to 6e-4 and then
+    decaying to 0 along a cosine, 10 epochs, weight decay 1e-5, label smoothing 0.1.
+    The best epoch on validation is kept, or the head alone when none beats it.
+    """
+
+    enabled: bool = False
+    epochs: int = 10
+    learning_rate: float = 6e-4
+    schedule: str = "cosine"  # cosine (after one epoch of linear warm-up) | constant
+    batch_size: int = 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-5  # L2, on weight matrices and kernels (not biases or norms)
+    label_smoothing: float = 0.1
+
+
 @dataclasses.dataclass(frozen=True)
 class OutputConfig:
     """Where artifacts go. Empty strings switch an optional artifact off."""
@@ -118,6 +142,7 @@ class RetrainConfig:
     split: SplitConfig = SplitConfig()
     distortions: DistortionConfig = DistortionConfig()
     train: TrainConfig = TrainConfig()
+    fine_tune: FineTuneConfig = FineTuneConfig()
     output: OutputConfig = OutputConfig()
 
 

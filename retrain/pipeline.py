@@ -46,6 +46,8 @@ class RetrainResult:
         expected calibration errors (evaluation.calibration.CalibrationReport), or None.
       report_path: the HTML evaluation report written (--report_dir), or ''.
       model: the trained model (model.TrainedModel) that was measured and exported.
+      refinement: what the training mode did after the head (training.fine_tune.FineTuneReport
+        with --fine_tune), or None.
     """
 
     labels: list[str]
@@ -60,6 +62,7 @@ class RetrainResult:
     calibration: CalibrationReport | None = None
     report_path: str = ""
     model: TrainedModel | None = None
+    refinement: object = None
 
     @property
     def tflite_parity(self):
@@ -82,7 +85,8 @@ def run(config: RetrainConfig) -> RetrainResult:
     extractor = hub.load_for_run(config)
     preprocessing = Preprocessing(extractor.height, extractor.width, config.fast_jpeg_decode)
     mode = modes.for_config(config)
-    data = mode.training_data(modes.ModeContext(config, lists, extractor, preprocessing, seed))
+    context = modes.ModeContext(config, lists, extractor, preprocessing, seed)
+    data = mode.training_data(context)
     memory.return_freed_memory()
     data.check_enough_classes(config.image_dir)
 
@@ -93,7 +97,7 @@ def run(config: RetrainConfig) -> RetrainResult:
     )
     head = _train(config, data, len(lists), seed,
                   lambda step, w, b: exports.write_intermediate(out, model_with(w, b), step))
-    model = model_with(head.weights, head.biases)
+    model, refinement = modes.refined(mode, model_with(head.weights, head.biases), context, data)
     test = held_out.final_test(model, data.testing, head.test_rows)
     held_out.log_final_test(test, config.print_misclassified_test_images)
 
@@ -127,6 +131,7 @@ def run(config: RetrainConfig) -> RetrainResult:
         calibration=calibration_report,
         report_path=report_path,
         model=model,
+        refinement=refinement,
     )
 
 

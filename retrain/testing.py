@@ -58,6 +58,57 @@ def build_tiny_module(
     return path
 
 
+def build_tunable_module(
+    path: str, image_size: int = 24, feature_dim: int = 16, seed: int = 0, seen_channels=(True, True, True)
+) -> str:
+    """Saves a tiny module that can be fine-tuned: TF-Hub's reusable SavedModel API.
+
+    float32 [batch, image_size, image_size, 3] in [0, 1] -> float32 [batch, feature_dim]:
+    a 3x3 convolution to 8 channels, batch normalisation (batch statistics and moving
+    averages with training=True, moving averages with training=False), ReLU, the mean
+    over the image, and a dense layer. It lists variables and trainable_variables and
+    takes training=, as TF-Hub's fine-tunable modules do.
+
+    seen_channels: the input channels (R, G, B) the convolution starts out looking at;
+    the others have zero weights, so frozen features cannot tell images apart by them,
+    while training can learn to.
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    kernel = rng.normal(size=(3, 3, 3, 8)).astype(np.float32) * 0.5
+    kernel[:, :, [not seen for seen in seen_channels], :] = 0.0
+    kernel = tf.Variable(kernel, name="conv/kernel")
+    gamma = tf.Variable(np.ones(8, np.float32), name="batch_norm/gamma")
+    beta = tf.Variable(np.full(8, 0.1, np.float32), name="batch_norm/beta")
+    moving_mean = tf.Variable(np.zeros(8, np.float32), trainable=False, name="batch_norm/moving_mean")
+    moving_variance = tf.Variable(np.ones(8, np.float32), trainable=False, name="batch_norm/moving_variance")
+    dense = tf.Variable((rng.normal(size=(8, feature_dim)) / np.sqrt(8.0)).astype(np.float32), name="dense/kernel")
+
+    def call(images, training):
+        x = tf.nn.conv2d(images * 2.0 - 1.0, kernel, 1, "SAME")
+        if training:
+            mean, variance = tf.nn.moments(x, [0, 1, 2])
+            moving_mean.assign(0.99 * moving_mean + 0.01 * mean)
+            moving_variance.assign(0.99 * moving_variance + 0.01 * variance)
+        else:
+            mean, variance = moving_mean, moving_variance
+        x = tf.nn.relu(tf.nn.batch_normalization(x, mean, variance, beta, gamma, 1e-3))
+        return tf.matmul(tf.reduce_mean(x, [1, 2]), dense)
+
+    module = tf.train.Checkpoint()
+    spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32)
+    function = tf.function(lambda images, training=False: call(images, training))
+    for training in (False, True):
+        function.get_concrete_function(spec, training)
+    module.__call__ = function
+    module.variables = [kernel, gamma, beta, moving_mean, moving_variance, dense]
+    module.trainable_variables = [kernel, gamma, beta, dense]
+    module.regularization_losses = []
+    tf.saved_model.save(module, path)
+    return path
+
+
 def build_tiny_tf1_module(path: str, image_size: int = 24, feature_dim: int = 32, seed: int = 0) -> str:
     """Saves a tiny module in the TF1 Hub format (as retrain.py's default module was).
 
@@ -151,12 +202,15 @@ def build_inception_v3_module(path: str, seed: int = 0) -> str:
     return path
 
 
-def build_keras_module(path: str, application: str = "EfficientNetB0", size: int = 224, seed: int = 0) -> str:
+def build_keras_module(path: str, application: str = "EfficientNetB0", size: int = 224, seed: int = 0,
+                       reusable: bool = False) -> str:
     """Saves a Keras application with random weights as a TF-Hub-format feature-vector module.
 
     EfficientNetB0 has the compute of EfficientNet-Lite0 (about 0.4 GFLOPs per image):
     the cheap modules for which decoding, not the module, sets the pace.
-    float32 [batch, size, size, 3] in [0, 1] -> [batch, features].
+    float32 [batch, size, size, 3] in [0, 1] -> [batch, features]. With reusable, it has
+    TF-Hub's reusable SavedModel API (training=, trainable_variables), so it can be
+    fine-tuned, as TF-Hub's TF2 feature vectors can.
     """
     import tensorflow as tf
 
@@ -164,6 +218,19 @@ def build_keras_module(path: str, application: str = "EfficientNetB0", size: int
     network = getattr(tf.keras.applications, application)(
         weights=None, include_top=False, pooling="avg", input_shape=(size, size, 3)
     )
+    if reusable:
+        module = tf.train.Checkpoint(network=network)
+        spec = tf.TensorSpec([None, size, size, 3], tf.float32)
+        # Keras' EfficientNet rescales 0-255 itself.
+        function = tf.function(lambda images, training=False: network(images * 255.0, training=training))
+        for training in (False, True):
+            function.get_concrete_function(spec, training)
+        module.__call__ = function
+        module.variables = [variable.value for variable in network.variables]
+        module.trainable_variables = [variable.value for variable in network.trainable_variables]
+        module.regularization_losses = []
+        tf.saved_model.save(module, path)
+        return path
 
     class KerasFeatureVector(tf.Module):
         def __init__(self):
@@ -233,12 +300,14 @@ def make_image_folder(
     max_size: int = 64,
     shuffle_labels: bool = False,
     file_format: str = "JPEG",
+    colours=None,
 ) -> str:
     """Writes a folder of synthetic images, one sub-folder per class.
 
-    Each image is a filled shape in its class's colour on a noisy grey background, of
-    random size and aspect. With shuffle_labels, the colour of each image is random,
-    so the folder name says nothing about the image: a classifier can only guess.
+    Each image is a filled shape in its class's colour (PALETTE in class order, or
+    colours, one RGB per class) on a noisy grey background, of random size and aspect.
+    With shuffle_labels, the colour of each image is random, so the folder name says
+    nothing about the image: a classifier can only guess.
 
     Returns:
       root.
@@ -250,7 +319,8 @@ def make_image_folder(
         os.makedirs(class_dir, exist_ok=True)
         for i in range(images_per_class):
             colour_index = rng.integers(len(class_names)) if shuffle_labels else class_index
-            image = synthetic_image(rng, PALETTE[colour_index % len(PALETTE)], min_size, max_size)
+            palette = colours or PALETTE
+            image = synthetic_image(rng, palette[colour_index % len(palette)], min_size, max_size)
             image.save(os.path.join(class_dir, f"{name}_{i:03d}.{extension}"), file_format)
     return root
 

@@ -31,6 +31,11 @@ synthetic images, then runs the sections asked for (default: all):
                int8): file size, conversion time, label-image folder throughput
   beam         retrain-cache on Beam's DirectRunner with 2 workers, against the
                in-process extraction of the same images
+  fine_tune    --fine_tune on an EfficientNet-Lite0-sized module that can be trained:
+               training images/s (decoded, forward and backward, batch 16) beside cold
+               extraction (decoded, forward only) on the same module; peak RSS of a
+               `retrain --fine_tune` run on 300 and on 3,000 images (a tiny module,
+               so decoding sets the pace): memory must not grow with the images
 """
 
 import argparse
@@ -46,7 +51,7 @@ import time
 
 import numpy as np
 
-SECTIONS = ("core", "warm", "phone", "decode", "e2e", "label_image", "exports", "beam")
+SECTIONS = ("core", "warm", "phone", "decode", "e2e", "label_image", "exports", "beam", "fine_tune")
 
 
 def _forward_rate(extract, height, width, batch_size, seconds):
@@ -670,6 +675,72 @@ def section_beam(bench: Bench):
     f.update(beam_images_per_s=count / seconds, beam_in_process_images_per_s=in_process)
     bench.row("retrain-cache, DirectRunner, 2 workers",
               f"{count / seconds:.2f} images/s end to end (in-process extraction: {in_process:.2f})")
+
+
+def _fine_tune_rate(extractor, paths, labels, preprocessing, batches: int) -> float:
+    """Images/s of fine-tuning steps (decoded images, forward and backward, batch 16), after one warm-up batch."""
+    from retrain.config import FineTuneConfig
+    from retrain.data import module_inputs
+    from retrain.module import tuning
+    from retrain.training.fine_tune import Tuner
+
+    tunable = tuning.tunable_copy(extractor)
+    config = FineTuneConfig(enabled=True)
+    tuner = Tuner(tunable, np.zeros((extractor.feature_dim, 4), np.float32) + 0.01, np.zeros(4, np.float32), config,
+                  steps_per_epoch=batches)
+    stream = iter(module_inputs.shuffled_batches(paths, labels, preprocessing=preprocessing, batch_size=16, seed=(0, 1)))
+    tuner._train_step(*next(stream))  # Tracing and the first call: start-up.
+    start, count = time.perf_counter(), 0
+    for _ in range(batches - 1):
+        images, batch_labels = next(stream)
+        loss, _ = tuner._train_step(images, batch_labels)
+        float(loss)
+        count += int(batch_labels.shape[0])
+    return count / (time.perf_counter() - start)
+
+
+def section_fine_tune(bench: Bench):
+    from retrain import testing
+    from retrain.data import image_lists
+    from retrain.data.preprocessing import Preprocessing
+    from retrain.module import hub
+
+    f = bench.figures
+    module = bench.module("efficientnet_b0_tunable", lambda p: testing.build_keras_module(p, reusable=True))
+    extractor = hub.load_feature_extractor(module)
+    preprocessing = Preprocessing(extractor.height, extractor.width)
+    lists = image_lists.create_image_lists(bench.image_dir, 10, 10)
+    paths = lists.paths("training")
+    labels = np.array([i for i, (_, sets) in enumerate(lists.items()) for _ in sets["training"]], np.int64)
+    batches = min(len(paths) // 16, 4 if bench.args.quick else 12)
+    cache_dir = os.path.join(bench.workdir, "fine_tune_cache")
+    extraction, tuning_rates = [], []
+    for _ in range(1 if bench.args.quick else 3):  # Alternated: the machine drifts.
+        extraction.append(_extraction(bench.image_dir, extractor, cache_dir, preprocessing, 16)[0])
+        tuning_rates.append(_fine_tune_rate(extractor, paths, labels, preprocessing, batches))
+    f.update(fine_tune_images_per_s=_spread(tuning_rates), fine_tune_extraction_images_per_s=_spread(extraction),
+             fine_tune_ratio_to_extraction=_spread([t / e for t, e in zip(tuning_rates, extraction)]))
+    bench.row("fine-tuning, EfficientNet-B0-sized (forward + backward)", _fmt(f["fine_tune_images_per_s"], 1, " images/s"))
+    bench.row("  cold extraction, same module (forward)", _fmt(f["fine_tune_extraction_images_per_s"], 1, " images/s"))
+    bench.row("  fine-tuning / extraction", _fmt(f["fine_tune_ratio_to_extraction"], 3))
+
+    tiny = bench.module("tiny_tunable", testing.build_tunable_module)
+    for count in (300, 3000):
+        folder = os.path.join(bench.workdir, f"fine_tune_images_{count}")
+        if not os.path.isdir(folder):
+            bench.log(f"Writing {count} JPEGs...")
+            testing.make_image_folder(folder, class_names=("a", "b", "c", "d"), images_per_class=count // 4,
+                                      min_size=300, max_size=640)
+        out = os.path.join(bench.workdir, f"fine_tune_run_{count}")
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, rss, _ = _run_measured([
+            _tool("retrain"), f"--image_dir={folder}", f"--tfhub_module={tiny}", f"--bottleneck_dir={out}/cache",
+            f"--output_graph={out}/graph.pb", f"--output_labels={out}/labels.txt", "--summaries_dir=",
+            f"--checkpoint_path={out}/checkpoint", "--how_many_training_steps=100", "--random_seed=1",
+            "--fine_tune", "--fine_tune_epochs=1"])
+        f[f"fine_tune_run_{count}"] = {"seconds": seconds, "peak_rss_mib": rss}
+        bench.row(f"retrain --fine_tune, {count} images (tiny module, 1 epoch)",
+                  f"{seconds:.1f} s, peak RSS {rss:.0f} MiB")
 
 
 def main() -> None:

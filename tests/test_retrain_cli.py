@@ -226,7 +226,9 @@ def test_help_documents_every_flag():
         "saved_model_dir", "logging_verbosity", "checkpoint_path", "image_size", "random_seed",
         "bottleneck_batch_size", "distorted_copies", "output_tflite", "tflite_quantization", "tflite_io_type",
         "tflite_representative_images", "architecture", "model_dir", "unknown_threshold",
-        "unknown_target_precision", "report_dir", "fast_jpeg_decode",
+        "unknown_target_precision", "report_dir", "fast_jpeg_decode", "fine_tune", "fine_tune_epochs",
+        "fine_tune_learning_rate", "fine_tune_schedule", "fine_tune_batch_size", "fine_tune_momentum",
+        "fine_tune_weight_decay", "fine_tune_label_smoothing",
     ):
         assert f"--{flag}" in stdout or f"--[no]{flag}" in stdout, flag
 

@@ -108,6 +108,36 @@ _RANDOM_SEED = flags.DEFINE_integer(
     flag_values=FLAGS,
 )
 
+_F = _D.fine_tune
+_FINE_TUNE = flags.DEFINE_boolean(
+    "fine_tune", _F.enabled,
+    "After the head, train the module too (with the head, on decoded images, batch norm in inference "
+    "mode, distortion flags applied live), keeping the epoch that is best on validation, or the head "
+    "alone when none beats it. Needs a TF2 module with trainable variables (TF-Hub's reusable "
+    "SavedModels); every output then carries the tuned module.",
+    flag_values=FLAGS,
+)
+_FINE_TUNE_EPOCHS = flags.DEFINE_integer(
+    "fine_tune_epochs", _F.epochs, "With --fine_tune: passes over the training images.", flag_values=FLAGS)
+_FINE_TUNE_LEARNING_RATE = flags.DEFINE_float(
+    "fine_tune_learning_rate", _F.learning_rate,
+    "With --fine_tune: the peak learning rate of SGD with momentum (module and head).", flag_values=FLAGS)
+_FINE_TUNE_SCHEDULE = flags.DEFINE_enum(
+    "fine_tune_schedule", _F.schedule, list(config_lib.FINE_TUNE_SCHEDULES),
+    "With --fine_tune: cosine (a linear warm-up over the first epoch, then a cosine decay to 0) or constant.",
+    flag_values=FLAGS)
+_FINE_TUNE_BATCH_SIZE = flags.DEFINE_integer(
+    "fine_tune_batch_size", _F.batch_size, "With --fine_tune: images per step.", flag_values=FLAGS)
+_FINE_TUNE_MOMENTUM = flags.DEFINE_float(
+    "fine_tune_momentum", _F.momentum, "With --fine_tune: SGD's momentum, in [0, 1).", flag_values=FLAGS)
+_FINE_TUNE_WEIGHT_DECAY = flags.DEFINE_float(
+    "fine_tune_weight_decay", _F.weight_decay,
+    "With --fine_tune: L2 weight decay on kernels and weight matrices (not biases or normalisation).",
+    flag_values=FLAGS)
+_FINE_TUNE_LABEL_SMOOTHING = flags.DEFINE_float(
+    "fine_tune_label_smoothing", _F.label_smoothing,
+    "With --fine_tune: label smoothing of the cross entropy, in [0, 1).", flag_values=FLAGS)
+
 
 def _check_flags() -> None:
     """Raises cli.UsageError, naming the flag, for values that cannot work."""
@@ -120,11 +150,26 @@ def _check_flags() -> None:
             raise cli.UsageError(f"--{holder.name} must be positive or -1 (all images), not {holder.value}")
     if not _LEARNING_RATE.value > 0:
         raise cli.UsageError(f"--learning_rate must be positive, not {_LEARNING_RATE.value}")
+    _check_fine_tune_flags()
     _unknown_threshold()
     if not 0.0 < _UNKNOWN_TARGET_PRECISION.value <= 1.0:
         raise cli.UsageError(
             f"--unknown_target_precision must be in (0, 1], not {_UNKNOWN_TARGET_PRECISION.value}"
         )
+
+
+def _check_fine_tune_flags() -> None:
+    for holder in (_FINE_TUNE_EPOCHS, _FINE_TUNE_BATCH_SIZE, _FINE_TUNE_LEARNING_RATE):
+        if not holder.value > 0:
+            raise cli.UsageError(f"--{holder.name} must be positive, not {holder.value}")
+    for holder in (_FINE_TUNE_MOMENTUM, _FINE_TUNE_LABEL_SMOOTHING):
+        if not 0.0 <= holder.value < 1.0:
+            raise cli.UsageError(f"--{holder.name} must be in [0, 1), not {holder.value}")
+    if _FINE_TUNE_WEIGHT_DECAY.value < 0:
+        raise cli.UsageError(f"--fine_tune_weight_decay must be 0 or positive, not {_FINE_TUNE_WEIGHT_DECAY.value}")
+    if _FINE_TUNE.value and _DATA.distorted_copies.value:
+        raise cli.UsageError("--distorted_copies does not go with --fine_tune: while the module trains, the "
+                             "distortion flags are applied to the images live")
 
 
 def _unknown_threshold() -> float | None:
@@ -157,6 +202,16 @@ def _config_from_flags() -> config_lib.RetrainConfig:
             validation_batch_size=_VALIDATION_BATCH_SIZE.value,
             test_batch_size=_TEST_BATCH_SIZE.value,
             random_seed=_RANDOM_SEED.value,
+        ),
+        fine_tune=config_lib.FineTuneConfig(
+            enabled=_FINE_TUNE.value,
+            epochs=_FINE_TUNE_EPOCHS.value,
+            learning_rate=_FINE_TUNE_LEARNING_RATE.value,
+            schedule=_FINE_TUNE_SCHEDULE.value,
+            batch_size=_FINE_TUNE_BATCH_SIZE.value,
+            momentum=_FINE_TUNE_MOMENTUM.value,
+            weight_decay=_FINE_TUNE_WEIGHT_DECAY.value,
+            label_smoothing=_FINE_TUNE_LABEL_SMOOTHING.value,
         ),
         output=output_flags.output_config(_OUTPUTS),
     )

@@ -34,7 +34,7 @@ class Distorter:
         self.height = height
         self.width = width
         self._distort = tf.function(
-            self._distort_graph,
+            self.distort_graph,
             input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int64)],
             autograph=False,
         )
@@ -43,7 +43,9 @@ class Distorter:
         """uint8 [h, w, 3] and an int64 [2] seed -> float32 [height, width, 3] (about [0, 1])."""
         return self._distort(pixels, tf.constant(seed, tf.int64)).numpy()
 
-    def _distort_graph(self, pixels, seed):
+    def distort_graph(self, pixels, seed):
+        """uint8 [h, w, 3] upright pixels and an int64 [2] seed -> float32 [height, width, 3]
+        (about [0, 1]), as graph code (tf.data pipelines call it too)."""
         config = self.config
         scale_seed, crop_seed, flip_seed, brightness_seed = tf.unstack(
             tf.random.experimental.stateless_split(seed, 4)

@@ -96,6 +96,35 @@ def mostly_large(paths: Sequence[str], preprocessing: Preprocessing, sample: int
     return 2 * large > len(chosen)
 
 
+def numbered_files(paths: Sequence[str], chunk: int) -> tf.data.Dataset:
+    """(index int64, path string, EXIF orientation int32) for each of paths, in order.
+
+    EXIF headers are read in Python, chunk files at a time on tf.data's thread, ahead of
+    decoding; chunks, because each call into Python from tf.data costs more than a header.
+    """
+    paths = list(paths)
+
+    def orientations(start):
+        part = paths[int(start) : int(start) + chunk]
+        return np.array([images.read_orientation(path) for path in part], dtype=np.int32)
+
+    @tf.autograph.experimental.do_not_convert  # Plain TensorFlow ops.
+    def numbered_chunk(start, chunk_paths):
+        orientation = tf.numpy_function(orientations, [start], tf.int32)
+        indices = tf.range(start, start + tf.size(chunk_paths, out_type=tf.int64))
+        return indices, chunk_paths, tf.ensure_shape(orientation, [None])
+
+    # Not Dataset.from_generator: the same chunks through it cost 2.5 ms more CPU per image
+    # (decoding alone 243 against 452 ordinary JPEGs/s on 2 cores).
+    # fsencode: a name that is not UTF-8 (surrogate-escaped by Python) goes as its own bytes.
+    path_bytes = tf.constant([os.fsencode(path) for path in paths], tf.string)
+    dataset = tf.data.Dataset.zip(
+        tf.data.Dataset.range(0, len(paths), chunk),
+        tf.data.Dataset.from_tensor_slices(path_bytes).batch(chunk),
+    )
+    return dataset.map(numbered_chunk).unbatch()
+
+
 def module_input_batches(
     paths: Sequence[str],
     *,
@@ -122,27 +151,7 @@ def module_input_batches(
     if large is None:
         large = mostly_large(paths, preprocessing)
 
-    def orientations(start):
-        # EXIF headers are read in Python, a chunk at a time on tf.data's thread, ahead of
-        # decoding; chunks, because each call into Python from tf.data costs more than a header.
-        chunk = paths[int(start) : int(start) + batch_size]
-        return np.array([images.read_orientation(path) for path in chunk], dtype=np.int32)
-
-    @tf.autograph.experimental.do_not_convert  # Plain TensorFlow ops.
-    def numbered_chunk(start, chunk_paths):
-        orientation = tf.numpy_function(orientations, [start], tf.int32)
-        indices = tf.range(start, start + tf.size(chunk_paths, out_type=tf.int64))
-        return indices, chunk_paths, tf.ensure_shape(orientation, [None])
-
-    # Not Dataset.from_generator: the same chunks through it cost 2.5 ms more CPU per image
-    # (decoding alone 243 against 452 ordinary JPEGs/s on 2 cores).
-    # fsencode: a name that is not UTF-8 (surrogate-escaped by Python) goes as its own bytes.
-    path_bytes = tf.constant([os.fsencode(path) for path in paths], tf.string)
-    dataset = tf.data.Dataset.zip(
-        tf.data.Dataset.range(0, len(paths), batch_size),
-        tf.data.Dataset.from_tensor_slices(path_bytes).batch(batch_size),
-    )
-    dataset = dataset.map(numbered_chunk).unbatch()
+    dataset = numbered_files(paths, batch_size)
 
     @tf.autograph.experimental.do_not_convert  # Plain TensorFlow ops: converting cost 0.5 s a cold run.
     def read_and_decode(index, path, orientation):
@@ -178,3 +187,50 @@ def module_input_batches(
         next_index = indices[-1] + 1
         yield from python_batches(dropped)
     yield from python_batches(list(range(next_index, len(paths))))
+
+
+def shuffled_batches(
+    paths: Sequence[str],
+    labels: np.ndarray,
+    *,
+    preprocessing: Preprocessing,
+    batch_size: int,
+    seed: tuple[int, int],
+    distort=None,
+    workers: int | None = None,
+) -> tf.data.Dataset:
+    """One pass over labelled image files in an order drawn from seed, for training on images.
+
+    Args:
+      paths: image files; labels: int64 [n], their classes.
+      seed: (run seed, pass number): the order, and each image's distortion seed.
+      distort: None for the module inputs as the cache decodes them; else graph code
+        (uint8 [h, w, 3] upright pixels, int64 [2] seed) -> float32 [height, width, 3]
+        (data.distortions.Distorter.distort_graph), given the image's own seed.
+
+    Returns:
+      A dataset of (float32 [b, height, width, 3], int64 [b]) batches, b = batch_size
+      but for the last. Files TensorFlow cannot decode (formats only Pillow reads) are
+      left out; the caller can count what came through.
+    """
+    paths = list(paths)
+    order = np.random.default_rng(list(seed)).permutation(len(paths))
+    shuffled = [paths[i] for i in order]
+    shuffled_labels = tf.constant(np.asarray(labels, np.int64)[order])
+    workers = workers or os.cpu_count() or 1
+    large = mostly_large(shuffled, preprocessing)
+    image_seeds = tf.random.experimental.stateless_split(tf.constant(seed, tf.int64), max(1, len(paths)))
+
+    @tf.autograph.experimental.do_not_convert  # Plain TensorFlow ops.
+    def load(index, path, orientation):
+        contents = tf.io.read_file(path)
+        if distort is None:
+            image = preprocessing.decode(contents, orientation, large)
+        else:
+            pixels = tf.io.decode_image(contents, channels=3, expand_animations=False)
+            pixels.set_shape([None, None, 3])
+            image = distort(images.orient(pixels, orientation), image_seeds[index])
+        return image, shuffled_labels[index]
+
+    dataset = numbered_files(shuffled, batch_size).map(load, num_parallel_calls=workers, deterministic=True)
+    return batching.untuned(dataset.ignore_errors().batch(batch_size).prefetch(1), private_threads=workers)

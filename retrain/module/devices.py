@@ -2,8 +2,9 @@
 
 On a machine with more than one GPU (or more than one logical device of a kind, as
 tests make with logical CPUs), each batch of images is cut into one slice per device,
-each slice runs on its device, and the results are joined in order. With one device
-nothing changes. Device-agnostic: TensorFlow places everything itself otherwise.
+each slice runs on its device, and the results are joined in order (extraction), or
+their gradients summed (fine-tuning, training.fine_tune). With one device nothing
+changes. Device-agnostic: TensorFlow places everything itself otherwise.
 """
 
 from typing import Callable
@@ -13,7 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 
-def extraction_devices() -> list[str]:
+def parallel_devices() -> list[str]:
     """The devices to split batches across: the GPUs when there are several, else one
     kind's several logical devices (a configured test machine); [] for a single device."""
     for kind in ("GPU", "CPU"):

@@ -33,18 +33,20 @@ class FeatureExtractor:
       identity: names these exact weights for the run: bottlenecks it computed may be
         used for a model only while its module has the same identity (a module tuned
         in this process gets a new one).
+      tuned: a copy loaded to be trained (loaded_anew): its weights are the run's own.
     """
 
-    def __init__(self, *, handle: str, height: int, width: int, feature_dim: int, load: Callable[[], tuple],
-                 loaded: tuple | None = None, fingerprint: str = "", cache_name: str = ""):
+    def __init__(self, *, handle: str, height: int, width: int, feature_dim: int, load: Callable[[], tuple] | None,
+                 loaded: tuple | None = None, fingerprint: str = "", cache_name: str = "", tuned: bool = False):
         """load: () -> (extract, module), called once when either is first needed, unless
-        loaded already holds them."""
+        loaded already holds them (a module that cannot be loaded anew has None)."""
         self.handle = handle
         self.height = height
         self.width = width
         self.feature_dim = feature_dim
         self.fingerprint = fingerprint
         self.cache_name = cache_name
+        self.tuned = tuned
         self._load = load
         self._loaded = loaded
         self._lock = threading.Lock()
@@ -66,8 +68,34 @@ class FeatureExtractor:
     def module(self) -> object:
         return self._parts()[1]
 
+    def loaded_anew(self) -> "FeatureExtractor":
+        """The same module loaded again, with variables of its own (to train them).
+
+        What is keyed by this module's fingerprint (cache entries, frozen graphs, sizes)
+        can never serve the copy: it has no fingerprint, so its identity is its own.
+
+        Raises:
+          ValueError: the module cannot be loaded anew (a frozen graph given as the module).
+        """
+        if self._load is None:
+            raise ValueError(f"module {self.handle} cannot be loaded anew")
+        return FeatureExtractor(handle=self.handle, height=self.height, width=self.width,
+                                feature_dim=self.feature_dim, load=self._load, loaded=self._load(),
+                                cache_name=self.cache_name, tuned=True)
+
     def _parts(self) -> tuple:
         with self._lock:
             if self._loaded is None:
                 self._loaded = self._load()
             return self._loaded
+
+
+def feature_vectors(outputs) -> tf.Tensor:
+    """float32 [batch, dim]: the feature vectors in what a module's call returns (a tensor, or
+    a dict whose 'default' or only entry is), flattened where it keeps 1x1 spatial axes
+    ([batch, 1, 1, dim])."""
+    if isinstance(outputs, dict):
+        outputs = outputs["default"] if "default" in outputs else next(iter(outputs.values()))
+    if outputs.shape.rank != 2:
+        outputs = tf.reshape(outputs, [-1, outputs.shape[1:].num_elements() or -1])
+    return outputs

@@ -40,6 +40,10 @@ def freeze_module(extractor: FeatureExtractor) -> tf.compat.v1.GraphDef:
     renames = {name: f"module/variable_{i}" for i, name in enumerate(numbered)}
     renames[output] = MODULE_OUTPUT_NODE  # The function's output Identity: nothing consumes it.
     _rename_nodes(graph_def, renames)
+    for node in graph_def.node:
+        # Debug info names the functions the nodes came from after a counter of the process
+        # ("__inference_call_12287"): the same module frozen twice would differ in bytes.
+        node.ClearField("experimental_debug_info")
     if INPUT_NODE not in {node.name for node in graph_def.node}:
         raise RuntimeError(f"node {INPUT_NODE} missing from the frozen module")
     return graph_def

@@ -25,7 +25,7 @@ from retrain.cache import layout
 from retrain.data import storage
 from retrain.errors import UserError, first_line
 from retrain.module import inception_2015
-from retrain.module.extractor import FeatureExtractor
+from retrain.module.extractor import FeatureExtractor, feature_vectors
 
 # Files whose bytes identify a SavedModel's graph and weights (the variables index
 # holds a checksum of every tensor, so changed weights change it).
@@ -108,13 +108,7 @@ def _load_extract(handle: str, location: str, image_size: int | None) -> tuple[t
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)], autograph=False)
     def extract(images):
-        features = call(images)
-        if isinstance(features, dict):
-            features = features["default"] if "default" in features else next(iter(features.values()))
-        if features.shape.rank != 2:
-            # Some modules keep 1x1 spatial axes: [batch, 1, 1, dim].
-            features = tf.reshape(features, [-1, features.shape[1:].num_elements() or -1])
-        return features
+        return feature_vectors(call(images))
 
     try:
         concrete = extract.get_concrete_function()

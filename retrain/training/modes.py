@@ -3,10 +3,11 @@
 A mode turns the config, the image lists and the module into TrainingData: the
 examples that training steps draw from (through the one sampler, training.sampler),
 the validation and test bottlenecks, and what was skipped. Each mode is one module of
-this package with two functions,
+this package with two functions, and optionally a third,
 
   training_images(config) -> cache.plan.TrainingImages   what the cache keeps of training images
   training_data(context: ModeContext) -> TrainingData
+  refine(model, context, data) -> (TrainedModel, report)  what it makes of the trained head
 
 and one entry in MODES; the module is imported only when chosen. retrain-cache asks
 the same mode what to cache, so a fill and a run never disagree.
@@ -33,13 +34,16 @@ MODES = {
     "cached": "retrain.training.cached",
     "distorted_copies": "retrain.training.distorted_copies",
     "live_distortions": "retrain.training.live_distortions",
+    "fine_tune": "retrain.training.fine_tune",
 }
 
 
 def mode_name(config: RetrainConfig) -> str:
-    """The one place the mode is chosen: cached bottlenecks unless distortions are asked
-    for; then cached distorted copies when --distorted_copies is set, else distortion
-    at every step, as retrain.py did."""
+    """The one place the mode is chosen: --fine_tune first; else cached bottlenecks unless
+    distortions are asked for; then cached distorted copies when --distorted_copies is
+    set, else distortion at every step, as retrain.py did."""
+    if config.fine_tune.enabled:
+        return "fine_tune"
     distortions = config.distortions
     if not distortions.enabled:
         return "cached"
@@ -61,6 +65,7 @@ class TrainingData:
       validation, testing: the held-out bottlenecks (never distorted).
       failed_images: (path, reason) of files that are not readable images.
       computed, reused: bottlenecks computed by the module now, and read from the cache.
+      mode_state: what the mode keeps between training_data and refine.
     """
 
     examples: object
@@ -69,6 +74,7 @@ class TrainingData:
     failed_images: list[tuple[str, str]]
     computed: int = 0
     reused: int = 0
+    mode_state: object = None
 
     @classmethod
     def held_out_from(cls, found: Bottlenecks, examples=None) -> "TrainingData":
@@ -115,7 +121,7 @@ class ModeContext:
 
         Through a lambda: the module is loaded only if some bottleneck has to be computed.
         """
-        return devices.split_across(lambda batch: self.extractor.extract(batch), devices.extraction_devices())
+        return devices.split_across(lambda batch: self.extractor.extract(batch), devices.parallel_devices())
 
     def fill_from_files(self, entries: list[plan.CacheEntry]) -> Bottlenecks:
         """fill, each entry's image decoded from its file as the cache decodes it (the plain bottlenecks)."""
@@ -137,3 +143,10 @@ class ModeContext:
             module_fingerprint=self.extractor.fingerprint,
             source=self.extractor.identity,
         )
+
+
+def refined(mode, model, context: ModeContext, data: TrainingData) -> tuple[object, object]:
+    """What the mode makes of the model with the trained head: its refine (fine_tune trains
+    the module too, on images), or the model as it is; (model, the mode's report or None)."""
+    refine = getattr(mode, "refine", None)
+    return (model, None) if refine is None else refine(model, context, data)

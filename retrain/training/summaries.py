@@ -4,8 +4,10 @@ In ``--summaries_dir``, as retrain.py wrote them: ``train/`` (the graph, and per
 ``cross_entropy`` and ``accuracy`` scalars; at each evaluation the final layer's weight
 and bias statistics ``final_retrain_ops/{weights,biases}/summaries/{mean,stddev,max,min,
 histogram}`` and the ``pre_activations`` and ``activations`` histograms) and
-``validation/`` (``accuracy``, ``cross_entropy``). Added at the end of training: the
-validation set's confusion matrix as an image and a precision-recall curve per class.
+``validation/`` (``accuracy``, ``cross_entropy``). Added: with --fine_tune, per epoch,
+``fine_tune/accuracy`` and ``fine_tune/cross_entropy`` (train) and ``fine_tune/accuracy``
+(validation); at the end of training, the validation set's confusion matrix as an image
+and a precision-recall curve per class.
 
 The per-step functions are graph code, called inside the compiled training loop with
 top-level tags (not ``while/cond/...``).
@@ -104,6 +106,19 @@ def write_graph(summaries_dir: str, graph_def) -> None:
     with writer.as_default():
         tf.summary.graph(graph_def)
     writer.close()
+
+
+def write_fine_tune_epoch(summaries_dir: str, epoch: int, train_accuracy: float, cross_entropy: float,
+                          validation_accuracy: float) -> None:
+    """Fine-tuning's figures after an epoch (1-based): fine_tune/accuracy and fine_tune/cross_entropy
+    in train/, fine_tune/accuracy in validation/."""
+    for name, scalars in ((TRAIN, {"accuracy": train_accuracy, "cross_entropy": cross_entropy}),
+                          (VALIDATION, {"accuracy": validation_accuracy})):
+        writer = tf.summary.create_file_writer(storage.join(summaries_dir, name))
+        with writer.as_default():
+            for tag, value in scalars.items():
+                tf.summary.scalar(f"fine_tune/{tag}", value, step=epoch)
+        writer.close()
 
 
 def confusion_image(matrix: np.ndarray, cell: int | None = None) -> np.ndarray:
