@@ -139,6 +139,8 @@ class RetrainConfig:
     unknown_target_precision: float = 0.95
     # An HTML evaluation report of the test set, with pictures ('' for none).
     report_dir: str = ""
+    # Load a module even when it holds operations outside the allowlist (module.scan).
+    allow_unsafe_ops: bool = False
     split: SplitConfig = SplitConfig()
     distortions: DistortionConfig = DistortionConfig()
     train: TrainConfig = TrainConfig()
@@ -176,3 +178,5 @@ class LabelImageConfig:
     unknown_threshold: float | None = None
     # With evaluate: also write an HTML report with pictures here ('' for none).
     report_dir: str = ""
+    # Run a model even when it holds operations outside the allowlist (module.scan).
+    allow_unsafe_ops: bool = False

@@ -24,6 +24,7 @@ import tensorflow as tf
 from retrain.data import batching, images, storage
 from retrain.errors import UserError
 from retrain.exports import frozen_graph, saved_model
+from retrain.module import scan
 from retrain.runtime import graph_weights, tflite_runtime
 from retrain.runtime.progress import Progress
 from retrain.scoring import Calibration
@@ -74,12 +75,14 @@ def _tensor_name(name: str) -> str:
 class FrozenGraphClassifier(Classifier):
     """A frozen GraphDef run in a TF1 session, exactly as label_image.py ran it."""
 
-    def __init__(self, path: str, contents: bytes, input_layer: str, output_layer: str, height=None, width=None):
+    def __init__(self, path: str, contents: bytes, input_layer: str, output_layer: str, height=None, width=None,
+                 allow_unsafe_ops: bool = False):
         graph_def = tf.compat.v1.GraphDef()
         try:
             graph_def.ParseFromString(contents)
         except Exception as e:  # protobuf's DecodeError and friends.
             raise UserError(f"{path} is not a TensorFlow GraphDef (.pb) file: {e}") from e
+        scan.check_graph_def(graph_def, path, allow_unsafe_ops=allow_unsafe_ops)
         self._graph = tf.Graph()
         with self._graph.as_default():
             try:
@@ -165,7 +168,9 @@ def _session_config() -> tf.compat.v1.ConfigProto:
 class SavedModelClassifier(Classifier):
     """A SavedModel folder run through serving_default (pixels) or serving_bytes (file bytes)."""
 
-    def __init__(self, path: str, signature_name: str = saved_model.SERVING_DEFAULT, height=None, width=None):
+    def __init__(self, path: str, signature_name: str = saved_model.SERVING_DEFAULT, height=None, width=None,
+                 allow_unsafe_ops: bool = False):
+        scan.check_saved_model(path, allow_unsafe_ops=allow_unsafe_ops)  # Loading alone runs its initializers.
         try:
             loaded = tf.saved_model.load(path)
         except Exception as e:  # Loading raises many types for broken folders.
@@ -212,7 +217,8 @@ class SavedModelClassifier(Classifier):
 class TFLiteClassifier(Classifier):
     """A .tflite model in the LiteRT interpreter (float32, float16 or int8 inside)."""
 
-    def __init__(self, path: str, contents: bytes):
+    def __init__(self, path: str, contents: bytes, allow_unsafe_ops: bool = False):
+        scan.check_tflite(contents, path, allow_unsafe_ops=allow_unsafe_ops)
         try:
             self._model = tflite_runtime.TFLiteModel(contents)
         except ValueError as e:
@@ -248,26 +254,29 @@ def load_classifier(
     signature: str = saved_model.SERVING_DEFAULT,
     height=None,
     width=None,
+    allow_unsafe_ops: bool = False,
 ) -> Classifier:
-    """Loads a frozen graph, a SavedModel folder or a .tflite file (see the module docstring).
+    """Loads a frozen graph, a SavedModel folder or a .tflite file (see the module docstring),
+    once every operation it holds is found safe (module.scan), unless allow_unsafe_ops.
 
     Raises:
       UserError: path is missing or is no model of these kinds.
+      module.scan.UnsafeModelError: it holds operations that reach outside the model.
     """
     try:
         if storage.isdir(path):
-            return SavedModelClassifier(path, signature, height, width)
+            return SavedModelClassifier(path, signature, height, width, allow_unsafe_ops)
         contents = storage.read_bytes(path)
     except FileNotFoundError as e:
         raise UserError(f"Graph file {path} not found.") from e
     except OSError as e:
         raise UserError(f"Cannot read graph {path}: {e.strerror or e}") from e
     if _is_tflite(path, contents[:8]):
-        classifier = TFLiteClassifier(path, contents)
+        classifier = TFLiteClassifier(path, contents, allow_unsafe_ops)
         if height and height != classifier.height or width and width != classifier.width:
             raise UserError(f"TFLite model {path} takes {classifier.height}x{classifier.width} images.")
         return classifier
-    return FrozenGraphClassifier(path, contents, input_layer, output_layer, height, width)
+    return FrozenGraphClassifier(path, contents, input_layer, output_layer, height, width, allow_unsafe_ops)
 
 
 def read_labels(path: str) -> list[str]:
@@ -351,9 +360,9 @@ def find_images(targets: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Expands files and folders (walked recursively, hidden entries skipped) to image paths.
 
     Returns:
-      (image paths, [(target, error)] for targets that do not exist). Files named
-      directly are kept whatever their extension; inside folders, only image
-      extensions count.
+      (image paths, [(target, error)] for targets that do not exist or are no
+      regular file, a FIFO say). Files named directly are kept whatever their
+      extension; inside folders, only image extensions count.
     """
     from retrain.data.image_lists import list_images
 
@@ -361,8 +370,10 @@ def find_images(targets: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     for target in targets:
         if storage.isdir(target):
             found.extend(storage.join(target, name) for name in list_images(target))
-        elif storage.exists(target):
-            found.append(target)
-        else:
+        elif not storage.exists(target):
             missing.append((target, f"{target} not found"))
+        elif problem := storage.not_a_file(target):
+            missing.append((target, f"{target} {problem}; it is not opened"))
+        else:
+            found.append(target)
     return found, missing

@@ -106,6 +106,7 @@ class Model:
             signature=config.signature,
             height=config.input_height,
             width=config.input_width,
+            allow_unsafe_ops=config.allow_unsafe_ops,
         )
         count = self.classifier.class_count
         if count is not None and count != len(self.labels):

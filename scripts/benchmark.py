@@ -604,6 +604,24 @@ def section_label_image(bench: Bench):
               f"peak RSS {f['label_image_one_peak_rss_mib']:.0f} MiB")
     bench.row("  TensorFlow import + graph load", _fmt(f["tensorflow_import_and_graph_load_s"], 2, " s"))
     bench.row("  the same, TensorFlow without Keras", _fmt(f["tensorflow_import_without_keras_and_graph_load_s"], 2, " s"))
+    # The safety scan of that graph (every node and function read before anything runs), beside its parsing.
+    import tensorflow as tf
+
+    from retrain.module import scan
+
+    contents = open(graph, "rb").read()
+    parse, check = [], []
+    for _ in range(repeats * 3):
+        start = time.perf_counter()
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString(contents)
+        parse.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        assert not scan.graph_findings(graph_def)
+        check.append(time.perf_counter() - start)
+    f.update(scan_graph_mb=len(contents) / 1e6, scan_graph_parse_s=_spread(parse), scan_graph_s=_spread(check))
+    bench.row(f"safety scan of the graph ({len(contents) / 1e6:.0f} MB)", f"{_fmt(f['scan_graph_s'], 3, ' s')} "
+              f"beside parsing it {_fmt(f['scan_graph_parse_s'], 3, ' s')}")
 
 
 def section_exports(bench: Bench):

@@ -75,6 +75,7 @@ class ModuleSpec:
     width: int
     dim: int
     fast_jpeg_decode: bool = False
+    allow_unsafe_ops: bool = False
 
 
 @dataclasses.dataclass
@@ -120,6 +121,7 @@ def plan_fill(config: RetrainConfig, training: plan.TrainingImages, load_extract
         width=extractor.width,
         dim=extractor.feature_dim,
         fast_jpeg_decode=config.fast_jpeg_decode,
+        allow_unsafe_ops=config.allow_unsafe_ops,
     )
     tag = Preprocessing(module.height, module.width, config.fast_jpeg_decode).cache_tag
     groups = plan.entry_groups(lists, bottleneck_dir=config.bottleneck_dir, module_name=extractor.cache_name,
@@ -175,8 +177,8 @@ class ExtractAndWrite:
     """A Beam DoFn body: a batch of (WorkItem, module input) -> cache files and records written."""
 
     def __init__(self, module: ModuleSpec, bottleneck_dir: str, load_module):
-        """load_module: (handle, image_size, cache_dir) -> FeatureExtractor, run on each worker
-        (module.hub.load_feature_extractor; pickled by reference)."""
+        """load_module: (handle, image_size, cache_dir, allow_unsafe_ops=) -> FeatureExtractor, run
+        on each worker (module.hub.load_feature_extractor; pickled by reference)."""
         self.module = module
         self.bottleneck_dir = bottleneck_dir
         self.load_module = load_module
@@ -185,7 +187,8 @@ class ExtractAndWrite:
 
     def setup(self):
         with muted_stderr():
-            extractor = self.load_module(self.module.handle, self.module.image_size, self.module.cache_dir)
+            extractor = self.load_module(self.module.handle, self.module.image_size, self.module.cache_dir,
+                                         allow_unsafe_ops=self.module.allow_unsafe_ops)
         if extractor.fingerprint != self.module.fingerprint:
             raise RuntimeError(
                 f"module {self.module.handle} on this worker is not the one the pipeline was planned with"

@@ -110,6 +110,15 @@ class DataFlags:
         )
 
 
+        self.allow_unsafe_ops = flags.DEFINE_boolean(
+            "allow_unsafe_ops",
+            _D.allow_unsafe_ops,
+            "Load the module even when it holds operations that can reach outside it (files, network, "
+            "processes): a module's operations are read before it is loaded, and refused unless they "
+            "only compute on tensors. Only for modules you trust: TensorFlow runs them with your "
+            "permissions, and this is no sandbox.",
+            **own,
+        )
         self.fast_jpeg_decode = flags.DEFINE_boolean(
             "fast_jpeg_decode",
             _D.fast_jpeg_decode,
@@ -171,6 +180,7 @@ class DataFlags:
             bottleneck_dir=self.bottleneck_dir.value,
             bottleneck_batch_size=self.bottleneck_batch_size.value,
             fast_jpeg_decode=self.fast_jpeg_decode.value,
+            allow_unsafe_ops=self.allow_unsafe_ops.value,
             split=config_lib.SplitConfig(
                 testing_percentage=self.testing_percentage.value,
                 validation_percentage=self.validation_percentage.value,

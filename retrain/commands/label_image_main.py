@@ -69,6 +69,15 @@ _UNKNOWN_THRESHOLD = flags.DEFINE_float(
     "Answer 'unknown' below this (calibrated) top score, instead of the model's own threshold; implies --unknown.",
     flag_values=FLAGS,
 )
+_ALLOW_UNSAFE_OPS = flags.DEFINE_boolean(
+    "allow_unsafe_ops",
+    _D.allow_unsafe_ops,
+    "Run the model even when it holds operations that can reach outside it (files, network, "
+    "processes): a model's operations are read before it is loaded, and refused unless they only "
+    "compute on tensors. Only for models you trust: TensorFlow runs them with your permissions, "
+    "and this is no sandbox.",
+    flag_values=FLAGS,
+)
 _LABELS = flags.DEFINE_string("labels", "", "Name of file containing labels, one per line.", flag_values=FLAGS)
 _IMAGE = flags.DEFINE_multi_string(
     "image", [], "Image to be processed; repeat it, or name a folder to classify every image in it.",
@@ -134,6 +143,7 @@ def _config_from_flags(extra_images: list[str]) -> config_lib.LabelImageConfig:
         unknown=_UNKNOWN.value or _UNKNOWN_THRESHOLD.value is not None,
         unknown_threshold=_UNKNOWN_THRESHOLD.value,
         report_dir=_REPORT_DIR.value,
+        allow_unsafe_ops=_ALLOW_UNSAFE_OPS.value,
     )
 
 

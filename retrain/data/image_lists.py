@@ -89,13 +89,23 @@ def list_images(class_dir: str) -> list[str]:
     The original looked only at the class folder itself (and looked up nested
     folders in the wrong place); here every image below the class folder belongs to
     the class. Sorting makes the order, and so seeded sampling, reproducible.
+
+    What is named like an image but is no regular file (a FIFO, a socket, a device, a
+    broken link) is skipped with a warning, never opened; links to folders are not
+    followed, so a link loop ends the walk.
     """
     found = []
     for root, dirs, files in storage.walk(class_dir):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
-            if is_image_file_name(name):
-                found.append(storage.relative_path(storage.join(root, name), class_dir))
+            if not is_image_file_name(name):
+                continue
+            path = storage.join(root, name)
+            problem = storage.not_a_file(path)
+            if problem:
+                logging.warning("Skipping %s: it %s.", path, problem)
+                continue
+            found.append(storage.relative_path(path, class_dir))
     return sorted(found)
 
 

@@ -23,6 +23,7 @@ import os
 import posixpath
 import secrets
 import shutil
+import stat as stat_module
 from typing import BinaryIO, Iterator
 
 # Schemes whose "rename" copies and deletes, but whose objects appear whole on close.
@@ -427,6 +428,27 @@ def replaced_directory(path: str):
     If the body raises, the fresh folder is removed and path is left as it was.
     """
     return for_path(path).replaced_directory(path)
+
+
+def not_a_file(path: str) -> str:
+    """Why path is no regular file that can be read ('' when it is one), without opening it.
+
+    A FIFO named like an image would block whoever opens it, a device could be endless:
+    callers skip them. Local paths only (follows links: a link to a file is a file);
+    other filesystems hold files and folders alone.
+    """
+    if not is_local(path):
+        return ""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return f"cannot be read: {e.strerror or e}"
+    if stat_module.S_ISREG(mode):
+        return ""
+    kinds = ((stat_module.S_ISFIFO, "a FIFO (named pipe)"), (stat_module.S_ISSOCK, "a socket"),
+             (stat_module.S_ISCHR, "a character device"), (stat_module.S_ISBLK, "a block device"),
+             (stat_module.S_ISDIR, "a folder"))
+    return next((f"is {kind}, not a file" for test, kind in kinds if test(mode)), "is not a regular file")
 
 
 def check_writable(folder: str) -> None:

@@ -11,7 +11,7 @@ Two signatures:
   (string [batch, k]) and ``top_scores`` [batch, k] with k = min(5, classes), and
   when the model is calibrated ``calibrated_scores`` [batch, classes] and ``unknown``
   (bool [batch]: calibrated top score below the model's threshold). The labels
-  travel inside the SavedModel as an asset (assets/labels.txt).
+  travel inside the SavedModel, in the signature and as an asset (assets/labels.txt).
 
 A graph cannot read EXIF, so serving_bytes does not turn phone photos upright; clients
 that send such photos should rotate them first.
@@ -50,12 +50,11 @@ class _Classifier(tf.Module):
             # No threshold: nothing is "unknown" (every top score is >= 0).
             self.unknown_threshold = tf.Variable(np.float32(0.0 if threshold is None else threshold), name="unknown_threshold")
         self.fast_jpeg_decode = tf.Variable(model.preprocessing.fast_jpeg_decode, name="fast_jpeg_decode")
-        self.labels = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                labels_file, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE
-            ),
-            default_value="",
-        )
+        # The labels file rides along as an asset, for people and tools that read it; the
+        # signature takes the labels from a constant: a table filled from a file would be
+        # a file operation, which the safety scan (module.scan) refuses in models.
+        self.labels_file = tf.saved_model.Asset(labels_file)
+        self._labels = tf.constant(list(model.labels), tf.string)
         self._top_k = min(TOP_K, len(model.labels))
         image_spec = tf.TensorSpec([None, extractor.height, extractor.width, 3], tf.float32, name="image")
         # Plain TensorFlow ops: AutoGraph would only lengthen the export.
@@ -77,7 +76,7 @@ class _Classifier(tf.Module):
         result = {
             "scores": scores,
             "top_scores": top_scores,
-            "top_labels": self.labels.lookup(tf.cast(top_indices, tf.int64)),
+            "top_labels": tf.gather(self._labels, top_indices),
         }
         if self._calibrated:
             calibrated = tf.nn.softmax(logits / self.temperature)

@@ -11,9 +11,11 @@ another module could be found under the same name next time.
 import threading
 
 import tensorflow as tf
+from absl import logging
 
 from retrain.cache import layout
 from retrain.data import storage
+from retrain.module import scan
 from retrain.module.extractor import FeatureExtractor
 from retrain.runtime import quiet
 
@@ -126,6 +128,11 @@ class FrozenModule:
             graph_def = tf.compat.v1.GraphDef()
             graph_def.ParseFromString(contents)
         except Exception:  # Missing, unreadable or damaged: freeze again.
+            return None
+        if scan.graph_findings(graph_def):
+            # Not what this project freezes from a module that passed the scan: someone put it there.
+            logging.warning("Ignoring %s: it holds operations that reach outside the model; freezing the module anew.",
+                            self.cache_path)
             return None
         return contents if any(node.name == MODULE_OUTPUT_NODE for node in graph_def.node) else None
 

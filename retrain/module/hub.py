@@ -24,7 +24,7 @@ from retrain import config
 from retrain.cache import layout
 from retrain.data import storage
 from retrain.errors import UserError, first_line
-from retrain.module import inception_2015
+from retrain.module import inception_2015, scan
 from retrain.module.extractor import FeatureExtractor, feature_vectors
 
 # Files whose bytes identify a SavedModel's graph and weights (the variables index
@@ -45,14 +45,15 @@ def load_for_run(run_config) -> FeatureExtractor:
     logging.info("TensorFlow runs on %s.", f"{len(gpus)} GPU(s)" if gpus else "the CPU (no GPU found)")
     extractor = load_feature_extractor(
         run_config.tfhub_module, run_config.image_size, run_config.tfhub_cache_dir,
-        facts_dir=run_config.bottleneck_dir,
+        facts_dir=run_config.bottleneck_dir, allow_unsafe_ops=run_config.allow_unsafe_ops,
     )
     logging.info("Using module %s with image size %dx%d.", run_config.tfhub_module, extractor.height, extractor.width)
     return extractor
 
 
 def load_feature_extractor(
-    handle: str, image_size: int | None = None, cache_dir: str = "", facts_dir: str = ""
+    handle: str, image_size: int | None = None, cache_dir: str = "", facts_dir: str = "",
+    allow_unsafe_ops: bool = False,
 ) -> FeatureExtractor:
     """The module at handle (URL, hub handle, local directory, or the 2015 Inception graph).
 
@@ -65,22 +66,25 @@ def load_feature_extractor(
       facts_dir: a folder (the bottleneck cache) where the module's sizes are recorded
         under its fingerprint; when they are there, the module is only loaded once it
         is called. '' loads it now.
+      allow_unsafe_ops: load it even when it holds operations outside the allowlist
+        (module.scan); otherwise it is read and checked before it is ever loaded.
 
     Raises:
       UserError: the module cannot be loaded or is not an image feature vector.
+      module.scan.UnsafeModelError: it holds operations that reach outside the model.
     """
     if storage.basename(handle) == inception_2015.GRAPH_FILE or _is_graph_file(handle):
-        return inception_2015.load(handle, image_size)
+        return inception_2015.load(handle, image_size, allow_unsafe_ops=allow_unsafe_ops)
     location = _resolve(handle, cache_dir)
     fingerprint = module_fingerprint(location)
     facts_path = _facts_path(facts_dir, handle, image_size, fingerprint)
 
     def load():
-        return _load_extract(handle, location, image_size)[0]
+        return _load_extract(handle, location, image_size, allow_unsafe_ops)[0]
 
     facts, loaded = _read_facts(facts_path), None
     if facts is None:
-        loaded, facts = _load_extract(handle, location, image_size)
+        loaded, facts = _load_extract(handle, location, image_size, allow_unsafe_ops)
         _write_facts(facts_path, facts)
     height, width, feature_dim = facts
     return FeatureExtractor(
@@ -95,9 +99,10 @@ def load_feature_extractor(
     )
 
 
-def _load_extract(handle: str, location: str, image_size: int | None) -> tuple[tuple, tuple[int, int, int]]:
+def _load_extract(handle: str, location: str, image_size: int | None,
+                  allow_unsafe_ops: bool = False) -> tuple[tuple, tuple[int, int, int]]:
     """((the module's image -> features tf.function, the loaded module), (height, width, feature_dim))."""
-    module = _load(handle, location)
+    module = _load(handle, location, allow_unsafe_ops)
     call, fixed_size = _find_image_call(module, handle)
     if fixed_size and image_size and tuple(fixed_size) != (image_size, image_size):
         raise UserError(
@@ -199,10 +204,12 @@ def _resolve(handle: str, cache_dir: str = "") -> str:
         raise _unloadable(handle, e) from e
 
 
-def _load(handle: str, location: str):
-    """The module loaded from the folder that handle resolved to."""
+def _load(handle: str, location: str, allow_unsafe_ops: bool = False):
+    """The module loaded from the folder that handle resolved to, once its operations are read
+    and found safe (module.scan): loading alone runs a SavedModel's initializers."""
     import tensorflow_hub as hub
 
+    scan.check_saved_model(location, handle, allow_unsafe_ops=allow_unsafe_ops)
     try:
         return hub.load(location)
     except Exception as e:  # Format and file errors all end the run the same way.

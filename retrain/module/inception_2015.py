@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from retrain.data import storage
 from retrain.errors import UserError, first_line
+from retrain.module import scan
 from retrain.module.extractor import FeatureExtractor
 
 # The frozen graph of the first retrain.py (inception-2015-12-05.tgz), and how it was fed.
@@ -23,7 +24,7 @@ SIZE = 299
 CACHE_NAME = "inception_v3"
 
 
-def load(path: str, image_size: int | None = None) -> FeatureExtractor:
+def load(path: str, image_size: int | None = None, *, allow_unsafe_ops: bool = False) -> FeatureExtractor:
     """The 2015 Inception v3 frozen graph (classify_image_graph_def.pb) as a feature extractor.
 
     Fed as the first retrain.py fed it: each image, resized to 299x299 with pixel
@@ -41,6 +42,8 @@ def load(path: str, image_size: int | None = None) -> FeatureExtractor:
         graph_def.ParseFromString(contents)
     except Exception as e:  # OSError, protobuf's DecodeError.
         raise UserError(f"Cannot read the Inception graph {path}: {first_line(e)}") from e
+
+    scan.check_graph_def(graph_def, path, allow_unsafe_ops=allow_unsafe_ops)
 
     def import_graph():
         tf.compat.v1.import_graph_def(graph_def, name="")

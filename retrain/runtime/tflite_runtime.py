@@ -96,7 +96,7 @@ def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:
 def read_metadata(content: bytes) -> dict:
     """The JSON dict retrain stored in a .tflite model's metadata, or {}."""
     try:
-        model = _schema().Model.GetRootAs(bytearray(content), 0)
+        model = schema().Model.GetRootAs(bytearray(content), 0)
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
             if entry.Name() and entry.Name().decode() == METADATA_NAME:
@@ -111,12 +111,12 @@ def with_metadata(content: bytes, metadata: dict) -> bytes:
     """The .tflite model content with metadata (a JSON dict) stored under METADATA_NAME."""
     import flatbuffers
 
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(content), 0))
-    buffer = schema.BufferT()
+    classes = schema()
+    model = classes.ModelT.InitFromObj(classes.Model.GetRootAs(bytearray(content), 0))
+    buffer = classes.BufferT()
     buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), np.uint8)
     model.buffers.append(buffer)
-    entry = schema.MetadataT()
+    entry = classes.MetadataT()
     entry.name = METADATA_NAME
     entry.buffer = len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()] + [entry]
@@ -125,7 +125,7 @@ def with_metadata(content: bytes, metadata: dict) -> bytes:
     return bytes(builder.Output())
 
 
-def _schema():
+def schema():
     """The TFLite flatbuffer schema classes, from LiteRT or TensorFlow, whichever is there."""
     try:
         from ai_edge_litert import schema_py_generated
