@@ -15,6 +15,7 @@ classifier exposes that the same way.
 """
 
 import dataclasses
+import json
 import os
 from typing import Callable, Iterator
 
@@ -50,6 +51,9 @@ class Classifier:
       takes_one_image_per_run: the input has no batch axis, or a fixed batch of 1.
       calibration: the temperature and "unknown" threshold the model carries, or None.
       fast_jpeg_decode: the model was trained on JPEGs decoded at reduced scale.
+      labels: the labels the model carries in class order (SavedModel, TFLite), or None.
+      training_split: which images it was trained on (data.image_lists.ImageLists.record),
+        or {} when it does not say.
     """
 
     height: int
@@ -59,6 +63,8 @@ class Classifier:
     takes_one_image_per_run: bool = False
     calibration: Calibration | None = None
     fast_jpeg_decode: bool = False
+    labels: list[str] | None = None
+    training_split: dict = {}
 
     def predict(self, batch) -> Scores:
         """batch: float32 [n, height, width, 3] preprocessed pixels, or n file contents."""
@@ -97,6 +103,7 @@ class FrozenGraphClassifier(Classifier):
         self.calibration = self._read_calibration()
         fast = self._constant(frozen_graph.FAST_JPEG_DECODE_NODE)
         self.fast_jpeg_decode = bool(fast) if fast is not None else False
+        self.training_split = _split_from_json(self._constant(frozen_graph.TRAINING_SPLIT_NODE))
         self.takes_encoded_images = self._input.dtype == tf.string
         shape = self._input.shape
         fixed_h = shape[1] if shape.rank == 4 else None
@@ -203,6 +210,11 @@ class SavedModelClassifier(Classifier):
             self.calibration = Calibration(float(loaded.temperature.numpy()), threshold or None)
         if hasattr(loaded, "fast_jpeg_decode"):
             self.fast_jpeg_decode = bool(loaded.fast_jpeg_decode.numpy())
+        if hasattr(loaded, "training_split"):
+            self.training_split = _split_from_json(loaded.training_split.numpy())
+        labels_file = storage.join(path, "assets", "labels.txt")  # Written by retrain's --saved_model_dir.
+        if storage.exists(labels_file):
+            self.labels = read_labels(labels_file)
 
     def predict(self, batch) -> Scores:
         if self.takes_encoded_images:
@@ -232,6 +244,7 @@ class TFLiteClassifier(Classifier):
         if metadata.get("temperature") is not None:
             self.calibration = Calibration(metadata["temperature"], metadata.get("unknown_threshold"))
         self.fast_jpeg_decode = bool(metadata.get("fast_jpeg_decode", False))
+        self.training_split = metadata.get("training_split") or {}
         self.labels = metadata.get("labels")
         if self.labels:
             self.class_count = len(self.labels)
@@ -240,6 +253,20 @@ class TFLiteClassifier(Classifier):
         outputs = self._model.run(np.asarray(batch, np.float32))
         calibrated = outputs[self._calibrated_name] if self._calibrated_name else None
         return Scores(outputs[self._output_name], calibrated)
+
+
+def _split_from_json(value) -> dict:
+    """A recorded training split from its JSON (bytes or str), or {} when absent or unreadable."""
+    if value is None:
+        return {}
+    if isinstance(value, np.ndarray):
+        value = value.item()
+    try:
+        text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        split = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return split if isinstance(split, dict) else {}
 
 
 def _is_tflite(path: str, head: bytes) -> bool:

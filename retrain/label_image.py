@@ -87,10 +87,44 @@ class EvaluationRun(Classification):
     Attributes:
       evaluation: evaluation.Evaluation of the classified images (None if none).
       skipped_folders: class folders whose name is not one of the model's labels.
+      held_out: the accuracy on the images the model did not train on, when it records
+        its split and this is its folder (HeldOut), else None.
+      held_out_note: one sentence on what the accuracy includes.
     """
 
     evaluation: metrics.Evaluation | None = None
     skipped_folders: list[str] = dataclasses.field(default_factory=list)
+    held_out: "HeldOut | None" = None
+    held_out_note: str = ""
+
+
+@dataclasses.dataclass
+class HeldOut:
+    """How a model fares on the images of its own training folder that it did not train on.
+
+    Attributes:
+      total: images evaluated; trained_on: how many of them were in its training set.
+      validation_count, validation_accuracy, testing_count, testing_accuracy: per held-out
+        set (accuracy None when the set is empty).
+    """
+
+    total: int
+    trained_on: int
+    validation_count: int
+    validation_accuracy: float | None
+    testing_count: int
+    testing_accuracy: float | None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        sets = [f"{self.testing_accuracy:.4f} on its {self.testing_count} test images"
+                if self.testing_accuracy is not None else "no test images",
+                f"{self.validation_accuracy:.4f} on its {self.validation_count} validation images"
+                if self.validation_accuracy is not None else "no validation images"]
+        return (f"The model was trained on {self.trained_on} of these {self.total} images (its training set): "
+                f"the accuracy above counts them. Held out: {sets[0]}; {sets[1]}.")
 
 
 class Model:
@@ -98,7 +132,6 @@ class Model:
 
     def __init__(self, config: LabelImageConfig):
         self.config = config
-        self.labels = inference.read_labels(config.labels)
         self.classifier = inference.load_classifier(
             config.graph,
             input_layer=config.input_layer,
@@ -108,9 +141,19 @@ class Model:
             width=config.input_width,
             allow_unsafe_ops=config.allow_unsafe_ops,
         )
+        if config.labels:
+            self.labels = inference.read_labels(config.labels)
+        elif self.classifier.labels:
+            self.labels = list(self.classifier.labels)
+        else:
+            raise UserError(
+                f"{config.graph} does not carry its labels (a frozen graph never does): pass --labels, the labels "
+                "file retrain wrote beside it."
+            )
         count = self.classifier.class_count
         if count is not None and count != len(self.labels):
-            raise UserError(f"{config.labels} has {len(self.labels)} labels but the graph's output has {count} classes.")
+            source = config.labels or f"{config.graph}'s labels"
+            raise UserError(f"{source} has {len(self.labels)} labels but the graph's output has {count} classes.")
         self.unknown_threshold = self._unknown_threshold()
 
     def _unknown_threshold(self) -> float | None:
@@ -155,7 +198,7 @@ class Model:
 
 
 def labelled_images(image_dir: str, labels: list[str]) -> tuple[list[str], list[int], list[str]]:
-    """Images under image_dir/<class>/ whose folder names a label.
+    """Images under image_dir/<class>/ (or image_dir/<split>/<class>/) whose folder names a label.
 
     Returns:
       (image paths, their label indices, names of class folders that are no label).
@@ -164,12 +207,11 @@ def labelled_images(image_dir: str, labels: list[str]) -> tuple[list[str], list[
       UserError: no image is in a folder named after a label.
     """
     paths, truth, skipped = [], [], []
-    for dir_name in image_lists.list_class_dirs(image_dir):
+    for dir_name, class_dir in image_lists.labelled_folders(image_dir):
         label = image_lists.label_from_dir_name(dir_name)
         if label not in labels:
             skipped.append(dir_name)
             continue
-        class_dir = storage.join(image_dir, dir_name)
         for name in image_lists.list_images(class_dir):
             paths.append(storage.join(class_dir, name))
             truth.append(labels.index(label))
@@ -227,6 +269,29 @@ def evaluation_of(model: Model, results: list[ImageResult]) -> metrics.Evaluatio
     )
 
 
+def held_out_of(model: Model, results: list[ImageResult], image_dir: str) -> tuple[HeldOut | None, str]:
+    """(The accuracy on the images the model did not train on, or None; a sentence on what
+    the whole folder's accuracy includes), from the split the model records."""
+    record = model.classifier.training_split
+    scored = [r for r in results if r.scores is not None]
+    if not record:
+        return None, ("The model does not say which images it was trained on (retrain.py's graphs and earlier "
+                      "versions' do not): if these are its training images, the accuracy above includes them.")
+    sets = image_lists.recorded_sets(record, image_dir, [r.path for r in scored])
+    if sets is None:
+        return None, (f"The model was trained on {record.get('image_dir')}, not on this folder: every image here "
+                      "counts as held out (unless the folders share images).")
+    hits = np.array([r.predicted == model.labels.index(r.true_label) for r in scored])
+    sets = np.array(sets)
+
+    def accuracy(category):
+        chosen = sets == category
+        return int(chosen.sum()), (float(hits[chosen].mean()) if chosen.any() else None)
+
+    held = HeldOut(len(scored), int(np.sum(sets == "training")), *accuracy("validation"), *accuracy("testing"))
+    return held, held.describe()
+
+
 def write_report(model: Model, results: list[ImageResult], config: LabelImageConfig) -> str:
     """The HTML report of evaluated ImageResults in config.report_dir; returns index.html's path."""
     from retrain.evaluation import report
@@ -273,4 +338,6 @@ def evaluate(config: LabelImageConfig, show_progress: bool | None = False) -> Ev
     report = evaluation_of(job.model, images) if images else None
     if config.report_dir and images:
         write_report(job.model, images, config)
-    return EvaluationRun(job.model.labels, images, failures, job.model.unknown_threshold, report, job.skipped_folders)
+    held_out, note = held_out_of(job.model, images, config.image_dir) if images else (None, "")
+    return EvaluationRun(job.model.labels, images, failures, job.model.unknown_threshold, report, job.skipped_folders,
+                         held_out, note)

@@ -56,6 +56,8 @@ class TrainedModel:
       representative_paths: training images that stand for the data when a
         format needs examples (int8 quantization).
       held_out: images to measure a converted model's agreement on, or None.
+      training_split: which images it was trained on (data.image_lists.ImageLists.record),
+        kept in every format so label-image can tell them from held-out ones; {} unknown.
     """
 
     frozen_module: FrozenModule
@@ -67,6 +69,7 @@ class TrainedModel:
     calibration: Calibration | None = None
     representative_paths: tuple[str, ...] = ()
     held_out: HeldOutImages | None = None
+    training_split: dict = dataclasses.field(default_factory=dict)
 
     @property
     def module(self) -> FeatureExtractor:

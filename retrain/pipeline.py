@@ -46,6 +46,7 @@ class RetrainResult:
         expected calibration errors (evaluation.calibration.CalibrationReport), or None.
       report_path: the HTML evaluation report written (--report_dir), or ''.
       model: the trained model (model.TrainedModel) that was measured and exported.
+      test_interval: the 95% Wilson interval (low, high) of test_accuracy, or None.
       refinement: what the training mode did after the head (training.fine_tune.FineTuneReport
         with --fine_tune), or None.
     """
@@ -63,6 +64,7 @@ class RetrainResult:
     report_path: str = ""
     model: TrainedModel | None = None
     refinement: object = None
+    test_interval: tuple[float, float] | None = None
 
     @property
     def tflite_parity(self):
@@ -93,7 +95,7 @@ def run(config: RetrainConfig) -> RetrainResult:
     out = config.output
     model_with = functools.partial(
         TrainedModel, FrozenModule(extractor, cache_dir=config.bottleneck_dir), preprocessing, list(lists),
-        final_tensor_name=out.final_tensor_name,
+        final_tensor_name=out.final_tensor_name, training_split=lists.record(),
     )
     head = _train(config, data, len(lists), seed,
                   lambda step, w, b: exports.write_intermediate(out, model_with(w, b), step))
@@ -122,6 +124,7 @@ def run(config: RetrainConfig) -> RetrainResult:
         labels=model.labels,
         test_accuracy=test.accuracy,
         test_count=test.count,
+        test_interval=test.interval,
         misclassified=test.misclassified,
         failed_images=data.failed_images,
         seed=seed,

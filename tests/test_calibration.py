@@ -90,7 +90,7 @@ def held_out_run(tmp_path_factory, tiny_module):
         testing.synthetic_image(rng, testing.PALETTE[5]).save(unknown / f"cyan_{i}.jpg")
     out = root / "out"
     config = quick_config(
-        out, images, tiny_module, steps=400, seed=1, testing_percentage=10, bottleneck_dir=root / "cache",
+        out, images, tiny_module, steps=400, seed=1, testing_percentage=10, validation_percentage=25, bottleneck_dir=root / "cache",
         report_dir=str(out / "report"), summaries_dir=str(out / "logs"), saved_model_dir=str(out / "served"),
         output_tflite=str(out / "model.tflite"),
     )

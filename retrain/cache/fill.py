@@ -279,7 +279,10 @@ def fill(
                 if processed // 100 > before // 100 and not progress.drawing:
                     # retrain.py's progress line, for logs; a terminal has the bar.
                     logging.info("%d bottleneck files created.", processed // 100 * 100)
-        logging.info("%d bottleneck files created.", processed)
+        if missing:
+            logging.info("%d bottleneck files created.", processed)
+        elif entries:
+            logging.info("All %d bottlenecks were found in the cache; none computed.", len(entries))
     except KeyboardInterrupt as e:
         writer.close()  # Finish the writes already queued, and record them: they are counted.
         cached_count = len(entries) - len(missing) + writer.written

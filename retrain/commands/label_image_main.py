@@ -78,7 +78,12 @@ _ALLOW_UNSAFE_OPS = flags.DEFINE_boolean(
     "and this is no sandbox.",
     flag_values=FLAGS,
 )
-_LABELS = flags.DEFINE_string("labels", "", "Name of file containing labels, one per line.", flag_values=FLAGS)
+_LABELS = flags.DEFINE_string(
+    "labels", "",
+    "Name of file containing labels, one per line. Needed for a frozen graph (.pb); a SavedModel or .tflite "
+    "model written by retrain carries its labels.",
+    flag_values=FLAGS,
+)
 _IMAGE = flags.DEFINE_multi_string(
     "image", [], "Image to be processed; repeat it, or name a folder to classify every image in it.",
     flag_values=FLAGS,
@@ -150,8 +155,9 @@ def _config_from_flags(extra_images: list[str]) -> config_lib.LabelImageConfig:
 def _check_flags(extra_images: list[str]) -> None:
     if not _GRAPH.value:
         raise cli.UsageError("--graph is required")
-    if not _LABELS.value:
-        raise cli.UsageError("--labels is required")
+    if not _LABELS.value and _GRAPH.value.lower().endswith(".pb"):
+        raise cli.UsageError("--labels is required with a frozen graph (.pb); SavedModels and .tflite "
+                             "models written by retrain carry their labels")
     if _EVALUATE.value and not _IMAGE_DIR.value:
         raise cli.UsageError("--evaluate needs --image_dir")
     if _REPORT_DIR.value and not _EVALUATE.value:
@@ -293,11 +299,14 @@ def classify_and_print(config: config_lib.LabelImageConfig) -> int:
     if config.evaluate and results:
         report = label_image.evaluation_of(job.model, results)
         document.update(report.to_json())
+        held_out, note = label_image.held_out_of(job.model, results, config.image_dir)
+        document["held_out"] = held_out.to_json() if held_out else None
         if config.report_dir:
             path = label_image.write_report(job.model, results, config)
             print(f"label-image: report written to {path}", file=sys.stderr)
         if config.output_format != "json":
             print(_text_report(report), file=sys.stdout if config.output_format == "text" else sys.stderr)
+        print(f"label-image: {note}", file=sys.stderr)
         if config.min_accuracy is not None:
             verdict = "is below" if report.accuracy < config.min_accuracy else "meets"
             print(f"label-image: accuracy {report.accuracy:.4f} {verdict} --min_accuracy {config.min_accuracy}",

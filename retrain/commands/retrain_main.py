@@ -18,7 +18,7 @@ import sys
 from absl import app, flags, logging
 
 from retrain import config as config_lib
-from retrain.commands import cache_flags, cli, output_flags
+from retrain.commands import cache_flags, cli, output_flags, run_summary
 from retrain.runtime import memory
 
 _D = config_lib.RetrainConfig()
@@ -224,11 +224,12 @@ def main(argv) -> int:
     def body():
         config = _config_from_flags()
         cli.import_tensorflow_quietly(verbose=_LOGGING_VERBOSITY.value == "DEBUG")
-        from retrain import (
-            pipeline,  # Imports TensorFlow: after the flags are known good.
-        )
+        # Imports TensorFlow: after the flags are known good.
+        from retrain import pipeline
 
-        pipeline.run(config)
+        result = pipeline.run(config)
+        if _LOGGING_VERBOSITY.value in ("DEBUG", "INFO", "WARN"):
+            print("\n".join(run_summary.lines(config, result)), flush=True)
         return cli.EXIT_OK
 
     return cli.run_guarded("retrain", body)

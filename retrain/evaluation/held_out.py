@@ -11,9 +11,13 @@ import numpy as np
 from absl import logging
 
 from retrain.cache.sets import BottleneckSet
-from retrain.evaluation import calibration
+from retrain.evaluation import calibration, metrics
 from retrain.model import HeldOutImages, TrainedModel
 from retrain.scoring import Calibration, softmax
+
+# Fewer validation images than this fit a temperature and a threshold to noise: measured
+# on real photos, 7-24 images made the expected calibration error worse (0.176 -> 0.278).
+MIN_CALIBRATION_IMAGES = 50
 
 
 @dataclasses.dataclass
@@ -25,11 +29,15 @@ class TestResult:
       count: how many test images were evaluated (drawn with replacement when
         --test_batch_size is not -1).
       misclassified: (image path, predicted label) per wrong test image.
+      interval: the 95% Wilson interval of the accuracy (low, high), or None.
+      distinct: how many distinct test images the count was drawn from.
     """
 
     accuracy: float | None
     count: int
     misclassified: list[tuple[str, str]]
+    interval: tuple[float, float] | None = None
+    distinct: int = 0
 
 
 def final_test(model: TrainedModel, testing: BottleneckSet, rows: np.ndarray) -> TestResult:
@@ -40,7 +48,9 @@ def final_test(model: TrainedModel, testing: BottleneckSet, rows: np.ndarray) ->
     predictions = model.logits(chosen).argmax(axis=1)
     wrong = np.flatnonzero(predictions != chosen.labels)
     misclassified = [(chosen.image_paths[i], model.labels[int(predictions[i])]) for i in wrong]
-    return TestResult(float(np.mean(predictions == chosen.labels)), len(rows), misclassified)
+    hits = int(np.sum(predictions == chosen.labels))
+    return TestResult(hits / len(rows), len(rows), misclassified, metrics.wilson_interval(hits, len(rows)),
+                      len(set(np.asarray(rows).tolist())))
 
 
 def log_final_test(result: TestResult, print_misclassified: bool) -> None:
@@ -49,10 +59,20 @@ def log_final_test(result: TestResult, print_misclassified: bool) -> None:
         logging.warning("No test images: final test accuracy is not reported.")
     else:
         logging.info("Final test accuracy = %.1f%% (N=%d)", result.accuracy * 100, result.count)
+        logging.info("%s", describe_interval(result))
     if print_misclassified:
         logging.info("=== MISCLASSIFIED TEST IMAGES ===")
         for path, label in result.misclassified:
             logging.info("%70s  %s", path, label)
+
+
+def describe_interval(result: TestResult) -> str:
+    """One line on how sure the test accuracy is: its 95% interval and what one image weighs."""
+    low, high = result.interval
+    drawn = (f", drawn with replacement from {result.distinct} test images" if result.distinct != result.count
+             else "")
+    return (f"95% interval of the test accuracy: {low * 100:.1f}-{high * 100:.1f}% (Wilson; {result.count} test "
+            f"images{drawn}; one image is {100 / result.count:.2g} points).")
 
 
 def calibrate(
@@ -69,9 +89,15 @@ def calibrate(
       (the report, or None without validation images; the calibration the model
       carries: the fitted one, or a given threshold alone, or None).
     """
+    fixed = Calibration(1.0, unknown_threshold) if unknown_threshold is not None else None
     if not len(validation):
         logging.warning("No validation images: scores are not calibrated and no unknown threshold is chosen.")
-        fixed = Calibration(1.0, unknown_threshold) if unknown_threshold is not None else None
+        return None, fixed
+    if len(validation) < MIN_CALIBRATION_IMAGES:
+        logging.warning(
+            "Only %d validation images: too few to fit a temperature and choose an unknown threshold, which would "
+            "make scores less reliable, not more; at least %d are needed (add images or raise "
+            "--validation_percentage). Scores are not calibrated.", len(validation), MIN_CALIBRATION_IMAGES)
         return None, fixed
     report = calibration.calibrate(
         model.logits(validation),

@@ -70,6 +70,23 @@ def _coverage(covered: np.ndarray, hits: np.ndarray) -> tuple[float | None, floa
     return float(covered.mean()), (float(hits[covered].mean()) if covered.any() else None)
 
 
+def wilson_interval(hits: int, count: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% (z = 1.96) Wilson score interval of an accuracy of hits in count, in [0, 1].
+
+    Unlike hits / count +- 1.96 standard errors, it stays inside [0, 1] and is honest
+    for small counts and accuracies near 100%, where test sets of retrain's users live.
+    """
+    if count <= 0:
+        return 0.0, 1.0
+    share = hits / count
+    centre = (share + z * z / (2 * count)) / (1 + z * z / count)
+    half = z / (1 + z * z / count) * np.sqrt(share * (1 - share) / count + z * z / (4 * count * count))
+    # At 0 or count hits the bound is exactly 0 or 1 (floating point would miss it by an ulp).
+    low = 0.0 if hits == 0 else max(0.0, centre - half)
+    high = 1.0 if hits == count else min(1.0, centre + half)
+    return float(low), float(high)
+
+
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, count: int) -> np.ndarray:
     """int64 [count, count]: rows true label index, columns predicted, entries image counts."""
     matrix = np.zeros((count, count), np.int64)

@@ -4,13 +4,15 @@ The module inlined as constants, input node ``Placeholder`` (float32 [None, heig
 width, 3], RGB in [0, 1], already resized), ``input/BottleneckInputPlaceholder`` still
 feedable with bottlenecks, and the softmax named by --final_tensor_name. Beside them,
 nodes nothing else depends on record what travels with the model: the temperature and
-"unknown" threshold with a calibrated softmax (when calibrated), and how images were
-decoded.
+"unknown" threshold with a calibrated softmax (when calibrated), how images were
+decoded, and which images it was trained on.
 
 The module is frozen once (module.frozen.FrozenModule); every graph written after that, final or
 intermediate, is that module plus a small head built for the current weights. Graphs
 are serialised deterministically: the same weights give the same bytes.
 """
+
+import json
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +27,7 @@ LOGITS_NODE = "final_retrain_ops/Wx_plus_b/add"
 TEMPERATURE_NODE = "calibration/temperature"
 UNKNOWN_THRESHOLD_NODE = "calibration/unknown_threshold"
 FAST_JPEG_DECODE_NODE = "preprocessing/fast_jpeg_decode"
+TRAINING_SPLIT_NODE = "retrain/training_split"
 
 
 def calibrated_output_name(final_tensor_name: str) -> str:
@@ -40,6 +43,7 @@ def head_graph_def(
     temperature: float | None = None,
     unknown_threshold: float | None = None,
     fast_jpeg_decode: bool = False,
+    training_split: dict | None = None,
 ) -> tf.compat.v1.GraphDef:
     """The nodes after the module, reading its output node MODULE_OUTPUT_NODE.
 
@@ -49,6 +53,8 @@ def head_graph_def(
         softmax(logits / temperature) and the TEMPERATURE_NODE constant.
       unknown_threshold: when given, the UNKNOWN_THRESHOLD_NODE constant (a
         calibrated top score below it means "unknown").
+      training_split: when given, the TRAINING_SPLIT_NODE constant: JSON of which images
+        the model was trained on (data.image_lists.ImageLists.record).
     """
     weights = np.asarray(weights, np.float32)
     graph = tf.Graph()
@@ -74,6 +80,9 @@ def head_graph_def(
             tf.nn.softmax(calibrated_logits, name=calibrated_output_name(final_tensor_name))
         with tf.name_scope("preprocessing"):
             tf.constant(bool(fast_jpeg_decode), name="fast_jpeg_decode")
+        if training_split:
+            with tf.name_scope("retrain"):
+                tf.constant(json.dumps(training_split, sort_keys=True), name="training_split")
     graph_def = graph.as_graph_def()
     del graph_def.node[[n.name for n in graph_def.node].index(MODULE_OUTPUT_NODE)]
     return graph_def
@@ -117,6 +126,7 @@ def _head_of(model) -> tf.compat.v1.GraphDef:
         temperature=calibration.temperature if calibration else None,
         unknown_threshold=calibration.unknown_threshold if calibration else None,
         fast_jpeg_decode=model.preprocessing.fast_jpeg_decode,
+        training_split=model.training_split,
     )
 
 

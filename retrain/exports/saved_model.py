@@ -17,6 +17,7 @@ A graph cannot read EXIF, so serving_bytes does not turn phone photos upright; c
 that send such photos should rotate them first.
 """
 
+import json
 import os
 import tempfile
 
@@ -50,6 +51,8 @@ class _Classifier(tf.Module):
             # No threshold: nothing is "unknown" (every top score is >= 0).
             self.unknown_threshold = tf.Variable(np.float32(0.0 if threshold is None else threshold), name="unknown_threshold")
         self.fast_jpeg_decode = tf.Variable(model.preprocessing.fast_jpeg_decode, name="fast_jpeg_decode")
+        # Which images it was trained on (JSON), for label-image --evaluate.
+        self.training_split = tf.Variable(json.dumps(model.training_split, sort_keys=True), name="training_split")
         # The labels file rides along as an asset, for people and tools that read it; the
         # signature takes the labels from a constant: a table filled from a file would be
         # a file operation, which the safety scan (module.scan) refuses in models.

@@ -136,6 +136,7 @@ def convert(model, *, quantization: str = "float", io_type: str = "float32", rep
             "temperature": calibration.temperature if calibration else None,
             "unknown_threshold": calibration.unknown_threshold if calibration else None,
             "fast_jpeg_decode": model.preprocessing.fast_jpeg_decode,
+            "training_split": model.training_split,
             "quantization": quantization,
         },
     )

@@ -24,7 +24,7 @@ from retrain import config
 from retrain.cache import layout
 from retrain.data import storage
 from retrain.errors import UserError, first_line
-from retrain.module import inception_2015, scan
+from retrain.module import handles, inception_2015, scan
 from retrain.module.extractor import FeatureExtractor, feature_vectors
 
 # Files whose bytes identify a SavedModel's graph and weights (the variables index
@@ -73,6 +73,9 @@ def load_feature_extractor(
       UserError: the module cannot be loaded or is not an image feature vector.
       module.scan.UnsafeModelError: it holds operations that reach outside the model.
     """
+    if handles.module_folder(handle) != handle:
+        logging.info("%s is a file of a module: using its folder, %s.", handle, handles.module_folder(handle))
+        handle = handles.module_folder(handle)
     if storage.basename(handle) == inception_2015.GRAPH_FILE or _is_graph_file(handle):
         return inception_2015.load(handle, image_size, allow_unsafe_ops=allow_unsafe_ops)
     location = _resolve(handle, cache_dir)
@@ -191,17 +194,14 @@ def _resolve(handle: str, cache_dir: str = "") -> str:
     """The local folder of the module at handle, downloading it first when it is a URL."""
     import tensorflow_hub as hub  # Imported here: it is slow and only needed for modules.
 
-    looks_local = not handle.startswith(("http://", "https://")) and storage.is_local(handle)
+    looks_local = not handles.is_url(handle) and storage.is_local(handle)
     if looks_local and not os.path.exists(handle):
-        raise UserError(
-            f"TF-Hub module '{handle}' not found: pass a module URL, or a local "
-            "directory holding an unpacked module, with --tfhub_module."
-        )
+        raise handles.not_found(handle)
     try:
         with _download_settings(cache_dir):
             return hub.resolve(handle)
-    except Exception as e:  # Network and file errors all end the run the same way.
-        raise _unloadable(handle, e) from e
+    except Exception as e:  # Network and file errors all end the run the same way, said for each.
+        raise handles.download_failure(handle, e) from e
 
 
 def _load(handle: str, location: str, allow_unsafe_ops: bool = False):
@@ -213,20 +213,13 @@ def _load(handle: str, location: str, allow_unsafe_ops: bool = False):
     try:
         return hub.load(location)
     except Exception as e:  # Format and file errors all end the run the same way.
-        raise _unloadable(handle, e) from e
-
-
-def _unloadable(handle: str, error: Exception) -> UserError:
-    return UserError(
-        f"Could not load TF-Hub module '{handle}' ({first_line(error)}). Download it once "
-        "and pass its directory with --tfhub_module, or set TFHUB_CACHE_DIR to a "
-        "cache that holds it."
-    )
+        raise handles.download_failure(handle, e) from e
 
 
 def _is_graph_file(handle: str) -> bool:
-    """A local .pb file (not a SavedModel folder): a frozen graph given as the module."""
-    return handle.endswith(".pb") and storage.is_local(handle) and os.path.isfile(handle)
+    """A local .pb file (not a SavedModel folder, nor a file of one): a frozen graph given as the module."""
+    return (handle.endswith(".pb") and storage.basename(handle) not in handles.MODULE_FILES
+            and storage.is_local(handle) and os.path.isfile(handle))
 
 
 def _find_image_call(module, handle: str):

@@ -324,6 +324,9 @@ def train(
     )
     if len(validation) == 0:
         logging.warning("No validation images: validation accuracy is not reported.")
+    elif train_config.validation_batch_size >= 0:
+        logging.info("Each validation accuracy below is on %d draws with replacement from %d validation images.",
+                     train_config.validation_batch_size, len(validation))
     steps = train_config.how_many_training_steps
     eval_interval = train_config.eval_step_interval
     done = 0
