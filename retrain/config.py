@@ -117,6 +117,11 @@ class OutputConfig:
     tflite_quantization: str = "float"  # float | float16 | int8
     tflite_io_type: str = "float32"  # float32 | uint8 | int8 (int8 quantization only)
     tflite_representative_images: int = 300  # training images that calibrate int8
+    # An ONNX model ('' for none), and a static web page that runs it in the browser.
+    output_onnx: str = ""
+    output_web: str = ""
+    # onnxruntime-web's .tgz (or unpacked package) for machines without network; '' fetches it once.
+    web_runtime: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,15 +7,18 @@
   ``serving_default`` signature (pixels) or ``serving_bytes`` (encoded files).
 - A .tflite file (retrain's --output_tflite, any quantization) runs in the LiteRT
   interpreter (see tflite_runtime).
+- An .onnx file (retrain's --output_onnx) runs in ONNX Runtime (the onnx extra).
 
 Formats are told apart by content: a folder is a SavedModel, a file whose FlatBuffer
-identifier is ``TFL3`` (or named .tflite) a TFLite model, anything else a GraphDef.
+identifier is ``TFL3`` (or named .tflite) a TFLite model, a file named .onnx an ONNX
+model, anything else a GraphDef.
 Models written by retrain also say how they were calibrated and decoded; every
 classifier exposes that the same way.
 """
 
 import dataclasses
 import json
+import math
 import os
 from typing import Callable, Iterator
 
@@ -23,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from retrain.data import batching, images, storage
-from retrain.errors import UserError
+from retrain.errors import UserError, first_line
 from retrain.exports import frozen_graph, saved_model
 from retrain.module import scan
 from retrain.runtime import graph_weights, tflite_runtime
@@ -70,8 +73,47 @@ class Classifier:
         """batch: float32 [n, height, width, 3] preprocessed pixels, or n file contents."""
         raise NotImplementedError
 
+    def take_metadata(self, metadata, path: str) -> None:
+        """What a model retrain wrote carries in its metadata (TFLite, ONNX): labels,
+        calibration, decoding, training split; a model without it keeps the defaults.
+
+        Raises:
+          UserError: the metadata is there but not what retrain writes (a damaged or
+            crafted model): better one line now than odd scores later.
+        """
+        if isinstance(metadata, (str, bytes)):
+            try:
+                metadata = json.loads(metadata or "{}")
+            except ValueError:
+                metadata = None
+        if not isinstance(metadata, dict):
+            raise UserError(f"{path}: its retrain metadata is not a JSON object; the model is damaged.")
+        labels = metadata.get("labels")
+        temperature = metadata.get("temperature")
+        threshold = metadata.get("unknown_threshold")
+        wrong = [name for name, ok in (
+            ("labels", labels is None or (isinstance(labels, list) and all(isinstance(x, str) for x in labels))),
+            ("temperature", temperature is None or (_is_number(temperature) and 0 < temperature < 1e6)),
+            ("unknown_threshold", threshold is None or (_is_number(threshold) and 0 <= threshold <= 1)),
+            ("fast_jpeg_decode", isinstance(metadata.get("fast_jpeg_decode", False), bool)),
+            ("training_split", isinstance(metadata.get("training_split") or {}, dict)),
+        ) if not ok]
+        if wrong:
+            raise UserError(f"{path}: its retrain metadata has an invalid {', '.join(wrong)}; the model is damaged.")
+        if temperature is not None:
+            self.calibration = Calibration(float(temperature), None if threshold is None else float(threshold))
+        self.fast_jpeg_decode = metadata.get("fast_jpeg_decode", False)
+        self.training_split = metadata.get("training_split") or {}
+        self.labels = labels
+        if self.labels:
+            self.class_count = len(self.labels)
+
     def scores(self, batch) -> np.ndarray:
         return self.predict(batch).scores
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _tensor_name(name: str) -> str:
@@ -240,19 +282,45 @@ class TFLiteClassifier(Classifier):
         self._calibrated_name = "calibrated_scores" if "calibrated_scores" in names else None
         self.height, self.width = self._model.height, self._model.width
         self.class_count = None
-        metadata = self._model.metadata
-        if metadata.get("temperature") is not None:
-            self.calibration = Calibration(metadata["temperature"], metadata.get("unknown_threshold"))
-        self.fast_jpeg_decode = bool(metadata.get("fast_jpeg_decode", False))
-        self.training_split = metadata.get("training_split") or {}
-        self.labels = metadata.get("labels")
-        if self.labels:
-            self.class_count = len(self.labels)
+        self.take_metadata(self._model.metadata, path)
 
     def predict(self, batch) -> Scores:
         outputs = self._model.run(np.asarray(batch, np.float32))
         calibrated = outputs[self._calibrated_name] if self._calibrated_name else None
         return Scores(outputs[self._output_name], calibrated)
+
+
+class ONNXClassifier(Classifier):
+    """An .onnx model (retrain's --output_onnx, or another image classifier) in ONNX Runtime."""
+
+    def __init__(self, path: str, contents: bytes, allow_unsafe_ops: bool = False):
+        from retrain.exports import onnx
+
+        onnx.check_available()
+        scan.check_onnx(contents, path, allow_unsafe_ops=allow_unsafe_ops)
+        try:
+            self._session = onnx.session(contents)
+        except UserError:
+            raise
+        except Exception as e:  # ONNX Runtime's own errors for files it cannot use.
+            raise UserError(f"ONNX model {path} cannot be used: {first_line(e)}") from e
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise UserError(f"ONNX model {path} must take one input of [batch, height, width, 3] images.")
+        self._input = inputs[0].name
+        names = [output.name for output in self._session.get_outputs()]
+        self._output_name = "scores" if "scores" in names else names[0]
+        self._calibrated_name = "calibrated_scores" if "calibrated_scores" in names else None
+        _, height, width, _ = inputs[0].shape
+        self.height = height if isinstance(height, int) else 299
+        self.width = width if isinstance(width, int) else 299
+        self.class_count = None
+        self.take_metadata(self._session.get_modelmeta().custom_metadata_map.get(onnx.METADATA_KEY, "{}"), path)
+
+    def predict(self, batch) -> Scores:
+        names = [self._output_name] + ([self._calibrated_name] if self._calibrated_name else [])
+        outputs = self._session.run(names, {self._input: np.asarray(batch, np.float32)})
+        return Scores(outputs[0], outputs[1] if len(outputs) > 1 else None)
 
 
 def _split_from_json(value) -> dict:
@@ -298,6 +366,8 @@ def load_classifier(
         raise UserError(f"Graph file {path} not found.") from e
     except OSError as e:
         raise UserError(f"Cannot read graph {path}: {e.strerror or e}") from e
+    if path.lower().endswith(".onnx"):
+        return ONNXClassifier(path, contents, allow_unsafe_ops)
     if _is_tflite(path, contents[:8]):
         classifier = TFLiteClassifier(path, contents, allow_unsafe_ops)
         if height and height != classifier.height or width and width != classifier.width:

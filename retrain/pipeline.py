@@ -154,6 +154,7 @@ def check_output_locations(config: RetrainConfig) -> None:
     team's) is used as it is, with a warning (see cache.fill).
     """
     exports.check_locations(config.output)
+    exports.check_requirements(config.output)
     if config.report_dir:
         from retrain.evaluation import report
 

@@ -177,7 +177,8 @@ def test_files_and_folders_follow_the_umask(tmp_path, image_folder, tiny_module,
 
 def test_outputs_are_one_table_that_checks_before_the_long_work(tmp_path):
     written = [output.field for output in exports.OUTPUTS if output.writer]
-    assert written == ["checkpoint_path", "output_graph", "output_labels", "saved_model_dir", "output_tflite"]
+    assert written == ["checkpoint_path", "output_graph", "output_labels", "saved_model_dir", "output_tflite",
+                       "output_onnx", "output_web"]
     # Written during training, their locations checked up front all the same.
     assert [output.field for output in exports.OUTPUTS if not output.writer] == [
         "intermediate_output_graphs_dir", "summaries_dir"]

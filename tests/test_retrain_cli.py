@@ -228,6 +228,7 @@ def test_help_documents_every_flag():
         "tflite_representative_images", "architecture", "model_dir", "unknown_threshold",
         "unknown_target_precision", "report_dir", "fast_jpeg_decode", "fine_tune", "fine_tune_epochs",
         "fine_tune_learning_rate", "fine_tune_schedule", "fine_tune_batch_size", "fine_tune_momentum",
+        "output_onnx", "output_web", "web_runtime", "allow_unsafe_ops",
         "fine_tune_weight_decay", "fine_tune_label_smoothing",
     ):
         assert f"--{flag}" in stdout or f"--[no]{flag}" in stdout, flag

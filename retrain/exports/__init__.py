@@ -58,6 +58,8 @@ class Output:
       announcement: logged with the path before writing ('' for nothing).
       check: OutputConfig -> a message naming a flag whose value cannot work, or None.
       enabled: OutputConfig -> whether it is written (None: whenever its location is set).
+      requires: a module whose check_available() raises UserError, naming the pip install,
+        when an optional extra it needs is missing ('' for none).
     """
 
     field: str
@@ -69,6 +71,7 @@ class Output:
     announcement: str = ""
     check: Callable[[OutputConfig], str | None] = _no_problem
     enabled: Callable[[OutputConfig], bool] | None = None
+    requires: str = ""
 
     def location(self, options: OutputConfig) -> str:
         return getattr(options, self.field)
@@ -135,6 +138,24 @@ OUTPUTS = (
              "With --tflite_quantization int8: how many training images (chosen with the random seed) "
              "calibrate the quantization ranges. More can help when int8 agrees poorly with the frozen graph."),
     ), announcement="Converting to TFLite for %s", check=_check_tflite),
+    Output("output_onnx", "ONNX model", "retrain.exports.onnx", (
+        Flag("output_onnx",
+             "Where to also save the model as ONNX (.onnx, for ONNX Runtime): input 'image' float32 [batch, "
+             "height, width, 3] RGB in [0, 1] as for the frozen graph, output 'scores' (probabilities); labels "
+             "and calibration in its metadata. It is then checked against the frozen graph on the test images. "
+             "Needs pip install \"retrain[onnx]\". Not saved if empty."),
+    ), announcement="Converting to ONNX for %s", requires="retrain.exports.onnx"),
+    Output("output_web", "web page", "retrain.exports.web", (
+        Flag("output_web",
+             "Where to also write a static web page that classifies a photo in the browser, offline (index.html, "
+             "the model as ONNX with the resize inside, onnxruntime-web); serve the folder to use it. "
+             "index.html?image=NAME classifies NAME on load. Needs pip install \"retrain[onnx]\". An existing "
+             "folder is replaced."),
+        Flag("web_runtime",
+             "With --output_web: onnxruntime-web's .tgz (npm pack onnxruntime-web@1.31.1) or unpacked package, "
+             "for machines without network; empty: downloaded from the npm registry once and kept in "
+             "~/.cache/retrain."),
+    ), is_folder=True, announcement="Writing the web page to %s", requires="retrain.exports.onnx"),
     Output("intermediate_output_graphs_dir", "intermediate graphs", "", (
         Flag("intermediate_output_graphs_dir",
              "Where to save the intermediate graphs (the file name is appended as is: keep the trailing '/')."),
@@ -158,6 +179,13 @@ def all_flags() -> tuple[Flag, ...]:
 def check_options(options: OutputConfig) -> list[str]:
     """Messages, each naming a flag, for output options that cannot work ([] when all can)."""
     return [message for output in OUTPUTS if (message := output.check(options))]
+
+
+def check_requirements(options: OutputConfig) -> None:
+    """Raises UserError, naming the pip install, when an output asked for needs a missing extra."""
+    for output in OUTPUTS:
+        if output.requires and output.is_enabled(options):
+            importlib.import_module(output.requires).check_available()
 
 
 def check_folder(folder: str, description: str) -> None:
@@ -218,6 +246,6 @@ def write_intermediate(options: OutputConfig, model, step: int) -> None:
 
 
 __all__ = [
-    "OUTPUTS", "Flag", "Output", "all_flags", "check_folder", "check_locations", "check_options",
+    "OUTPUTS", "Flag", "Output", "all_flags", "check_folder", "check_locations", "check_options", "check_requirements",
     "write_intermediate", "write_outputs",
 ]

@@ -30,8 +30,8 @@ from absl import logging
 from retrain import config
 from retrain.data import module_inputs, storage
 from retrain.errors import UserError
+from retrain.exports import parity
 from retrain.runtime import quiet, tflite_runtime
-from retrain.runtime.progress import Progress
 from retrain.runtime.quiet import muted_stderr
 
 QUANTIZATIONS = config.TFLITE_QUANTIZATIONS
@@ -41,30 +41,8 @@ IO_TYPES = config.TFLITE_IO_TYPES
 MIN_AGREEMENT = 0.97
 
 
-@dataclasses.dataclass(frozen=True)
-class TFLiteParity:
-    """How a TFLite model's answers compare with the frozen graph's on held-out images.
-
-    Attributes:
-      quantization: 'float', 'float16' or 'int8'.
-      category: 'testing' or 'validation', the images compared on.
-      count: how many images were compared.
-      agreement: share of them with the same top label, in [0, 1].
-      max_score_difference: largest absolute difference of any score.
-      accuracy: the TFLite model's accuracy on them; reference_accuracy: the frozen graph's.
-      conversion_seconds: time to convert.
-      size_bytes: size of the .tflite file.
-    """
-
-    quantization: str
-    category: str
-    count: int
-    agreement: float
-    max_score_difference: float
-    accuracy: float
-    reference_accuracy: float
-    conversion_seconds: float
-    size_bytes: int
+# The check after writing (exports.parity), under the name earlier versions gave it.
+TFLiteParity = parity.Parity
 
 
 def _classify_function(model):
@@ -143,40 +121,18 @@ def convert(model, *, quantization: str = "float", io_type: str = "float32", rep
 
 
 def measure_parity(content: bytes, model, *, quantization: str, batch_size: int = 32) -> TFLiteParity | None:
-    """Runs the .tflite content and compares it with the frozen graph on model.held_out.
-
-    The frozen graph's scores are the model's own on the same images (its final layer
-    on their bottlenecks, which its module computed); the TFLite model gets the images,
-    decoded as for the cache. None when there are no held-out images.
-    """
-    held_out = model.held_out
-    if held_out is None or not held_out.image_paths:
-        return None
+    """Runs the .tflite content on model.held_out's images, decoded as for the cache, and
+    compares it with the model (exports.parity). None when there are no held-out images."""
     runner = tflite_runtime.TFLiteModel(content)
     decode = module_inputs.module_input_decoder(model.preprocessing, batch_size)
-    chosen, scores = [], []
-    with Progress(len(held_out.image_paths), "Checking the TFLite model") as progress:
-        for positions, batch, errors in decode(held_out.image_paths):
+
+    def batches(paths):
+        for positions, batch, _ in decode(paths):
             if batch is not None:
-                scores.append(runner.run(np.asarray(batch))["scores"])
-                chosen.extend(positions)
-            progress.update(len(positions) + len(errors))
-    if not chosen:
-        return None
-    tflite_scores = np.concatenate(scores)
-    reference = model.scores(held_out.images.subset(chosen))
-    truth = held_out.labels[chosen]
-    return TFLiteParity(
-        quantization=quantization,
-        category=held_out.category,
-        count=len(chosen),
-        agreement=float(np.mean(tflite_scores.argmax(1) == reference.argmax(1))),
-        max_score_difference=float(np.abs(tflite_scores - reference).max()),
-        accuracy=float(np.mean(tflite_scores.argmax(1) == truth)),
-        reference_accuracy=float(np.mean(reference.argmax(1) == truth)),
-        conversion_seconds=0.0,
-        size_bytes=len(content),
-    )
+                yield positions, runner.run(np.asarray(batch))["scores"]
+
+    return parity.measure(model, batches, "Checking the TFLite model", quantization=quantization,
+                          size_bytes=len(content))
 
 
 def write(path: str, model, options) -> TFLiteParity | None:
@@ -195,27 +151,10 @@ def write(path: str, model, options) -> TFLiteParity | None:
     storage.write_bytes(path, content)
     size = f"{len(content) / 1e6:.1f} MB" if len(content) >= 100_000 else f"{len(content) / 1e3:.0f} kB"
     logging.info("TFLite model (%s, %s) written to %s in %.1f s.", options.tflite_quantization, size, path, seconds)
-    parity = measure_parity(content, model, quantization=options.tflite_quantization)
-    if parity is None:
-        logging.warning("No test or validation images: the TFLite model's agreement with the frozen graph is not measured.")
-        return None
-    parity = dataclasses.replace(parity, conversion_seconds=seconds)
-    graph_name = storage.basename(options.output_graph) if options.output_graph else "the frozen graph"
-    set_name = "test" if parity.category == "testing" else "validation"
-    logging.info(
-        "TFLite (%s) agrees with %s on %.1f%% of %d %s images; largest score difference %.3f; "
-        "%s accuracy %.1f%% vs %.1f%%",
-        parity.quantization, graph_name, parity.agreement * 100, parity.count, set_name,
-        parity.max_score_difference, set_name, parity.accuracy * 100, parity.reference_accuracy * 100,
-    )
-    if parity.agreement < MIN_AGREEMENT:
-        advice = (
-            "try --tflite_quantization float16, or more representative images (--tflite_representative_images)"
-            if parity.quantization == "int8"
-            else "try --tflite_quantization float"
-        )
-        logging.warning(
-            "The TFLite model agrees with the frozen graph on only %.1f%% of the %s images: %s.",
-            parity.agreement * 100, set_name, advice,
-        )
-    return parity
+    found = measure_parity(content, model, quantization=options.tflite_quantization)
+    found = dataclasses.replace(found, conversion_seconds=seconds) if found else None
+    advice = ("try --tflite_quantization float16, or more representative images (--tflite_representative_images)"
+              if options.tflite_quantization == "int8" else "try --tflite_quantization float")
+    parity.log(found, f"TFLite ({options.tflite_quantization})", options.output_graph, min_agreement=MIN_AGREEMENT,
+               advice=advice)
+    return found

@@ -22,6 +22,7 @@ A refusal is one UserError naming the operations and where they are;
 """
 
 import dataclasses
+import os
 
 from retrain.data import storage
 from retrain.errors import UserError
@@ -85,6 +86,45 @@ def check_tflite(content: bytes, name: str, *, allow_unsafe_ops: bool = False) -
     for code in tflite_custom_codes(content):
         if not (code.startswith("Flex") and code[len("Flex"):] in SAFE_OPS):
             findings.append(Finding(code, "a custom operation"))
+    _refuse_if_any(findings, name)
+
+
+# ONNX operator domains a classifier needs; others are custom operators, run from libraries.
+ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+
+
+def check_onnx(content: bytes, name: str, *, allow_unsafe_ops: bool = False) -> None:
+    """Raises UnsafeModelError for an ONNX model with operators outside the standard domains
+    (custom operators run native code from libraries) or tensors read from files outside
+    its own folder (external data is named by a path, which ONNX Runtime opens)."""
+    if allow_unsafe_ops:
+        return
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(content)
+    except Exception as e:  # protobuf's DecodeError and friends.
+        raise UserError(f"{name} is not an ONNX model: {e}") from e
+    local = {(function.domain, function.name) for function in model.functions}
+    findings = []
+
+    def visit(graph, where):
+        for tensor in graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location" and (os.path.isabs(entry.value) or ".." in entry.value.split("/")):
+                    findings.append(Finding(f"external data at {entry.value}", f'{where} tensor "{tensor.name}"'))
+        for node in graph.node:
+            if node.domain not in ONNX_DOMAINS and (node.domain, node.op_type) not in local:
+                findings.append(Finding(f"{node.domain}.{node.op_type}", f'{where} node "{node.name}"'))
+            for attribute in node.attribute:
+                for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                    visit(subgraph, f"{where} subgraph")
+
+    visit(model.graph, "graph")
+    for function in model.functions:
+        for node in function.node:
+            if node.domain not in ONNX_DOMAINS and (node.domain, node.op_type) not in local:
+                findings.append(Finding(f"{node.domain}.{node.op_type}", f'function "{function.name}"'))
     _refuse_if_any(findings, name)
 
 
