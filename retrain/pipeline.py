@@ -49,6 +49,10 @@ class RetrainResult:
       test_interval: the 95% Wilson interval (low, high) of test_accuracy, or None.
       refinement: what the training mode did after the head (training.fine_tune.FineTuneReport
         with --fine_tune), or None.
+      validation_accuracy: the model's accuracy on every validation image, in [0, 1], or
+        None without validation images; validation_count: how many.
+      extraction_rate: images per second the module computed bottlenecks at in this run
+        (decoding included), or None when the cache held (nearly) all.
     """
 
     labels: list[str]
@@ -65,6 +69,9 @@ class RetrainResult:
     model: TrainedModel | None = None
     refinement: object = None
     test_interval: tuple[float, float] | None = None
+    validation_accuracy: float | None = None
+    validation_count: int = 0
+    extraction_rate: float | None = None
 
     @property
     def tflite_parity(self):
@@ -135,6 +142,9 @@ def run(config: RetrainConfig) -> RetrainResult:
         report_path=report_path,
         model=model,
         refinement=refinement,
+        validation_accuracy=held_out.accuracy(model, data.validation),
+        validation_count=len(data.validation),
+        extraction_rate=data.extraction_rate,
     )
 
 

@@ -258,6 +258,7 @@ def fill(
             logging.info("Cache files are written by numpy: %s.", text_format.INSTALL_HINT)
     processed = len(entries) - len(missing)
     writer = _CacheWriter(known, bottleneck_dir, writable)
+    timer = _RateTimer()
     try:
         with Progress(len(missing), "Computing bottlenecks") as progress:
             todo = [entries[i] for i in missing]
@@ -274,6 +275,7 @@ def fill(
                         items.append((todo[position], vector, check.image_stats[missing[position]]))
                     writer.submit(items)
                 done = len(positions) + len(errors)
+                timer.batch_done(len(positions) if batch is not None else 0)
                 progress.update(done)
                 before, processed = processed, processed + done
                 if processed // 100 > before // 100 and not progress.drawing:
@@ -297,4 +299,21 @@ def fill(
         failed_images=list(failed.items()),
         computed=sum(1 for i in missing if values[i] is not None),
         reused=len(entries) - len(missing),
+        timed_images=timer.images,
+        timed_seconds=timer.seconds,
     )
+
+
+class _RateTimer:
+    """Images and seconds of the batches after the first (whose time includes loading the module)."""
+
+    def __init__(self):
+        self.images, self.seconds, self._started = 0, 0.0, None
+
+    def batch_done(self, images: int) -> None:
+        now = time.perf_counter()
+        if self._started is None:
+            self._started = now
+            return
+        self.images += images
+        self.seconds = now - self._started

@@ -53,12 +53,17 @@ class Bottlenecks:
       sets: category -> BottleneckSet (empty for categories not asked for).
       failed_images: (image path, reason) per file that is not a readable image.
       computed: bottlenecks the module computed now; reused: read from the cache.
+      timed_images, timed_seconds: images decoded and run through the module after the
+        first batch (which also loads the module), and the seconds that took: the
+        extraction rate, decoding included. 0 when at most one batch was computed.
     """
 
     sets: dict[str, BottleneckSet]
     failed_images: list[tuple[str, str]]
     computed: int
     reused: int
+    timed_images: int = 0
+    timed_seconds: float = 0.0
 
 
 def sets_of(entries, values: list[np.ndarray | None], dim: int, source: str = "") -> dict[str, BottleneckSet]:

@@ -53,6 +53,13 @@ def final_test(model: TrainedModel, testing: BottleneckSet, rows: np.ndarray) ->
                       len(set(np.asarray(rows).tolist())))
 
 
+def accuracy(model: TrainedModel, images: BottleneckSet) -> float | None:
+    """The model's accuracy on every image of a set, in [0, 1]; None for an empty set."""
+    if not len(images):
+        return None
+    return float(np.mean(model.logits(images).argmax(axis=1) == images.labels))
+
+
 def log_final_test(result: TestResult, print_misclassified: bool) -> None:
     """retrain.py's final lines: the test accuracy, and the misclassified images when asked."""
     if result.accuracy is None:

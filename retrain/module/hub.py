@@ -1,7 +1,8 @@
 """Load a TF-Hub image feature-vector module and call it on batches of images.
 
 One code path for every handle: ``tensorflow_hub`` resolves a tfhub.dev / Kaggle URL
-(downloading into ``TFHUB_CACHE_DIR``) as well as a local SavedModel directory. TF2
+(downloading into ``TFHUB_CACHE_DIR``) as well as a local SavedModel directory; a bare
+Kaggle Models handle goes through kagglehub (``retrain[kaggle]``) when it is installed. TF2
 SavedModels are called directly; TF1 Hub-format modules (retrain.py's default before)
 through their ``image_feature_vector`` or ``default`` signature. The 2015 Inception v3
 graph that the first retrain.py downloaded (``classify_image_graph_def.pb``) works as a
@@ -194,6 +195,9 @@ def _resolve(handle: str, cache_dir: str = "") -> str:
     """The local folder of the module at handle, downloading it first when it is a URL."""
     import tensorflow_hub as hub  # Imported here: it is slow and only needed for modules.
 
+    kaggle = handles.kaggle_handle(handle)
+    if kaggle is not None:
+        return _resolve_kaggle(kaggle, cache_dir)
     looks_local = not handles.is_url(handle) and storage.is_local(handle)
     if looks_local and not os.path.exists(handle):
         raise handles.not_found(handle)
@@ -201,6 +205,28 @@ def _resolve(handle: str, cache_dir: str = "") -> str:
         with _download_settings(cache_dir):
             return hub.resolve(handle)
     except Exception as e:  # Network and file errors all end the run the same way, said for each.
+        raise handles.download_failure(handle, e) from e
+
+
+def _resolve_kaggle(handle: str, cache_dir: str) -> str:
+    """The local folder of a Kaggle Models handle: through kagglehub (its cache, credentials,
+    latest versions) when installed, else as its Kaggle Models URL through tensorflow_hub."""
+    try:
+        import kagglehub
+    except ImportError:
+        if not handles.has_version(handle):
+            raise handles.unversioned_without_kagglehub(handle) from None
+        try:
+            import tensorflow_hub as hub
+
+            with _download_settings(cache_dir):
+                return hub.resolve(handles.kaggle_url(handle))
+        except Exception as e:  # Network and file errors all end the run the same way, said for each.
+            raise handles.download_failure(handle, e) from e
+    try:
+        with _download_settings(cache_dir):
+            return kagglehub.model_download(handle)
+    except Exception as e:  # kagglehub's, requests' and file errors: said for each.
         raise handles.download_failure(handle, e) from e
 
 

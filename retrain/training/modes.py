@@ -65,6 +65,7 @@ class TrainingData:
       validation, testing: the held-out bottlenecks (never distorted).
       failed_images: (path, reason) of files that are not readable images.
       computed, reused: bottlenecks computed by the module now, and read from the cache.
+      timed_images, timed_seconds: the extraction rate's measure (cache.sets.Bottlenecks).
       mode_state: what the mode keeps between training_data and refine.
     """
 
@@ -74,19 +75,29 @@ class TrainingData:
     failed_images: list[tuple[str, str]]
     computed: int = 0
     reused: int = 0
+    timed_images: int = 0
+    timed_seconds: float = 0.0
     mode_state: object = None
 
     @classmethod
     def held_out_from(cls, found: Bottlenecks, examples=None) -> "TrainingData":
         """The validation and test sets (and what was skipped and counted) of a fill."""
         return cls(examples, found.sets["validation"], found.sets["testing"], list(found.failed_images),
-                   found.computed, found.reused)
+                   found.computed, found.reused, found.timed_images, found.timed_seconds)
 
     def add(self, found: Bottlenecks) -> None:
         """Counts another fill's work and skipped files into this one."""
         self.failed_images += found.failed_images
         self.computed += found.computed
         self.reused += found.reused
+        self.timed_images += found.timed_images
+        self.timed_seconds += found.timed_seconds
+
+    @property
+    def extraction_rate(self) -> float | None:
+        """Images per second the module computed bottlenecks at (decoding included), or None
+        when too few were computed to time (a warm cache)."""
+        return self.timed_images / self.timed_seconds if self.timed_images and self.timed_seconds > 0 else None
 
     def check_enough_classes(self, image_dir: str) -> None:
         """Raises UserError unless at least two classes have training examples."""
