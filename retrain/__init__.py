@@ -5,16 +5,19 @@ Python API (no absl flags needed):
   import retrain
   lists = retrain.create_image_lists("flower_photos", 10, 10)
   result = retrain.run(retrain.RetrainConfig(image_dir="flower_photos"))
+  comparison = retrain.compare(retrain.CompareConfig(
+      modules=("module_a", "module_b"), run=retrain.RetrainConfig(image_dir="flower_photos")))
   answers = retrain.classify(retrain.LabelImageConfig(
       graph="/tmp/output_graph.pb", labels="/tmp/output_labels.txt", images=("x.jpg",)))
   report = retrain.evaluate(retrain.LabelImageConfig(
       graph="/tmp/output_graph.pb", labels="/tmp/output_labels.txt", image_dir="holdout"))
 
-Importing this package does not import TensorFlow; ``run``, ``classify`` and
-``evaluate`` do.
+Importing this package does not import TensorFlow; ``run``, ``compare``, ``classify``
+and ``evaluate`` do.
 """
 
 from retrain.config import (
+    CompareConfig,
     DistortionConfig,
     FineTuneConfig,
     LabelImageConfig,
@@ -36,6 +39,13 @@ def run(config: RetrainConfig):
     return pipeline.run(config)
 
 
+def compare(config: CompareConfig):
+    """Trains and measures several modules on one folder (see retrain.comparison.runs.compare); a Comparison."""
+    from retrain.comparison import runs
+
+    return runs.compare(config)
+
+
 def classify(config: LabelImageConfig, show_progress: bool | None = False):
     """Classifies images with an exported model (see retrain.label_image.classify)."""
     from retrain import label_image
@@ -51,6 +61,7 @@ def evaluate(config: LabelImageConfig, show_progress: bool | None = False):
 
 
 __all__ = [
+    "CompareConfig",
     "DistortionConfig",
     "FineTuneConfig",
     "ImageError",
@@ -61,6 +72,7 @@ __all__ = [
     "TrainConfig",
     "UserError",
     "classify",
+    "compare",
     "create_image_lists",
     "evaluate",
     "run",

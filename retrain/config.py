@@ -154,6 +154,22 @@ class RetrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    """Everything one `retrain-compare` run needs: each module trained as `retrain` would
+    with run (its images, split, cache, training), on the same split and seed.
+
+    run's tfhub_module and outputs are not used: each module's graph, labels, checkpoint
+    and TensorBoard logs go under output_dir.
+    """
+
+    modules: tuple[str, ...] = ()
+    run: RetrainConfig = RetrainConfig()
+    output_dir: str = "/tmp/retrain_compare"
+    # Images per run when measuring the exported graph's throughput.
+    latency_batch_size: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
 class LabelImageConfig:
     """Everything one `label-image` run needs (defaults: label_image.py's, for retrained graphs).
 

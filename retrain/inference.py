@@ -111,6 +111,9 @@ class Classifier:
     def scores(self, batch) -> np.ndarray:
         return self.predict(batch).scores
 
+    def close(self) -> None:
+        """Frees what the runtime holds (a session); the classifier is not used after."""
+
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -156,6 +159,9 @@ class FrozenGraphClassifier(Classifier):
         self.class_count = self._output.shape[-1] if self._output.shape.rank else None
         self._session = tf.compat.v1.Session(graph=self._graph, config=_session_config())
         graph_weights.assign_weights(self._session, weights)
+
+    def close(self) -> None:
+        self._session.close()
 
     def _get_tensor(self, path, name, role):
         try:

@@ -21,7 +21,8 @@ PALETTE = (
 
 
 def build_tiny_module(
-    path: str, image_size: int = 24, feature_dim: int = 32, seed: int = 0, fixed_size: bool = True
+    path: str, image_size: int = 24, feature_dim: int = 32, seed: int = 0, fixed_size: bool = True,
+    classes: int | None = None,
 ) -> str:
     """Saves a tiny TF2 feature-vector SavedModel in TF-Hub format at path.
 
@@ -29,7 +30,9 @@ def build_tiny_module(
     [batch, feature_dim]: the mean colour of each cell of a 3x3 grid, mixed by a fixed
     random matrix held in a variable (so exporting has a variable to freeze). Colour
     survives, so colour-coded classes are learnable. With fixed_size=False the
-    signature accepts any height and width (like modules that need --image_size).
+    signature accepts any height and width (like modules that need --image_size). With
+    classes (1001, say), it is a classification module instead: its features go through a
+    fixed random layer to that many logits, which it returns.
 
     Returns:
       path, for convenience.
@@ -44,6 +47,9 @@ def build_tiny_module(
             rng = np.random.default_rng(seed)
             mixing = rng.normal(size=(27, feature_dim)) / np.sqrt(27.0)
             self.mixing = tf.Variable(mixing.astype(np.float32), name="mixing")
+            if classes:
+                logits = rng.normal(size=(feature_dim, classes)) * 3.0 / np.sqrt(feature_dim)
+                self.classifier = tf.Variable(logits.astype(np.float32), name="classifier")
 
         @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
         def __call__(self, images):
@@ -52,7 +58,8 @@ def build_tiny_module(
                 pooled = tf.nn.avg_pool2d(images, cell, cell, "VALID")[:, :3, :3, :]
             else:
                 pooled = tf.image.resize(images, [3, 3], method="area")
-            return tf.tanh(tf.matmul(tf.reshape(pooled, [-1, 27]) * 2.0 - 1.0, self.mixing))
+            features = tf.tanh(tf.matmul(tf.reshape(pooled, [-1, 27]) * 2.0 - 1.0, self.mixing))
+            return tf.matmul(features, self.classifier) if classes else features
 
     tf.saved_model.save(TinyFeatureVector(), path)
     return path

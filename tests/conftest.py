@@ -73,9 +73,10 @@ def call_command(name, *args):
     import io
     import logging as python_logging
 
-    from retrain.commands import cache_main, cli, label_image_main, retrain_main
+    from retrain.commands import cache_main, cli, compare_main, label_image_main, retrain_main
 
-    command = {"retrain": retrain_main, "label-image": label_image_main, "retrain-cache": cache_main}[name]
+    command = {"retrain": retrain_main, "label-image": label_image_main, "retrain-cache": cache_main,
+               "retrain-compare": compare_main}[name]
     out, err = io.StringIO(), io.StringIO()
     handler = python_logging.StreamHandler(err)
     handler.setFormatter(python_logging.Formatter("%(levelname).1s %(message)s"))
@@ -185,3 +186,23 @@ def frozen_graph_scores(graph_path, paths, size=24):
 
     batch = np.stack([images.to_module_input(images.read_image(p), size, size) for p in paths])
     return run_frozen_graph(graph_path, {"Placeholder:0": batch}), batch
+
+
+def chromium():
+    """The headless browser the page tests use (Debian's chromium in CI), or None."""
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def browser_dom(url, profile, timeout=180):
+    """The DOM of url after headless Chromium ran its scripts (virtual time), and the browser's
+    console lines: (html text, [console lines])."""
+    browser = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--log-level=0",
+         "--virtual-time-budget=60000", "--dump-dom", str(url)],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    return browser.stdout, [line for line in browser.stderr.splitlines() if ":CONSOLE" in line]

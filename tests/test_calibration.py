@@ -10,7 +10,7 @@ import typing
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import make_split_safe_folder, quick_config, run_frozen_graph
+from conftest import chromium, make_split_safe_folder, quick_config, run_frozen_graph
 from PIL import Image
 
 import retrain
@@ -206,10 +206,6 @@ def test_tensorboard_gets_the_confusion_matrix_and_pr_curves(held_out_run):
     encoded = tf.make_ndarray(image.tensor_proto)[2]  # [width, height, png]
     pixels = tf.io.decode_png(encoded).numpy()
     assert pixels.shape[0] == pixels.shape[1] and pixels.std() > 10
-
-
-def chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
 @pytest.mark.skipif(chromium() is None, reason="no Chromium here (.ci/run installs Debian's)")

@@ -6,12 +6,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import threading
 
 import numpy as np
 import pytest
-from conftest import call_command, frozen_graph_scores, make_split_safe_folder, quick_config, run_tool
+from conftest import (browser_dom, call_command, chromium, frozen_graph_scores, make_split_safe_folder,
+                      quick_config, run_tool)
 
 import retrain
 from retrain import testing
@@ -75,19 +75,10 @@ def serve(folder):
     return f"http://127.0.0.1:{server.server_address[1]}", asked, server.shutdown
 
 
-def chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 def page_answer(url, profile):
-    browser = subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--virtual-time-budget=60000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=180,
-    )
-    found = re.search(r'<pre id="result">([^<]*)</pre>', browser.stdout)
-    assert found and found.group(1), browser.stderr[-2000:]
+    dom, _ = browser_dom(url, profile)
+    found = re.search(r'<pre id="result">([^<]*)</pre>', dom)
+    assert found and found.group(1), dom[-2000:]
     return json.loads(found.group(1).replace("&quot;", '"'))
 
 

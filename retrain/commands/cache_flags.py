@@ -14,10 +14,15 @@ _D = config_lib.RetrainConfig()
 
 
 class DataFlags:
-    """These flags, defined in one command's FlagValues (listed under this module in --help)."""
+    """These flags, defined in one command's FlagValues (listed under this module in --help).
 
-    def __init__(self, flag_values: flags.FlagValues):
+    With several_modules (retrain-compare), --tfhub_module may be repeated and
+    module_choices() gives one per module; settings() then leaves the module out.
+    """
+
+    def __init__(self, flag_values: flags.FlagValues, several_modules: bool = False):
         own = dict(flag_values=flag_values, module_name=__name__)
+        self.several_modules = several_modules
         self.image_dir = flags.DEFINE_string("image_dir", _D.image_dir, "Path to folders of labeled images.", **own)
         self.testing_percentage = flags.DEFINE_integer(
             "testing_percentage", _D.split.testing_percentage, "What percentage of images to use as a test set.",
@@ -77,14 +82,17 @@ class DataFlags:
             "train on those: reruns are then as fast as undistorted ones. 0: distort anew at every step.",
             **own,
         )
-        self.tfhub_module = flags.DEFINE_string(
-            "tfhub_module",
-            _D.tfhub_module,
-            "Which TensorFlow Hub image feature-vector module to use: a URL, or a local directory "
-            "holding an unpacked module (TF2 SavedModel, or TF1 Hub format with an "
-            "image_feature_vector signature). URLs are downloaded once into TFHUB_CACHE_DIR.",
-            **own,
-        )
+        module_help = (
+            "Which TensorFlow Hub image module to use: a URL (tfhub.dev or kaggle.com/models), a Kaggle "
+            "Models handle (owner/model/TensorFlow2/variation/version), or a local directory holding an "
+            "unpacked module (TF2 SavedModel, or TF1 Hub format with an image_feature_vector signature). "
+            "A classification module works too: its logits are the bottleneck. URLs are downloaded once "
+            "into TFHUB_CACHE_DIR, Kaggle handles into kagglehub's cache.")
+        if several_modules:
+            self.tfhub_module = flags.DEFINE_multi_string(
+                "tfhub_module", None, module_help + " Repeat the flag for each module to compare.", **own)
+        else:
+            self.tfhub_module = flags.DEFINE_string("tfhub_module", _D.tfhub_module, module_help, **own)
         self.architecture = flags.DEFINE_string(
             "architecture",
             None,
@@ -157,6 +165,18 @@ class DataFlags:
         if self.random_brightness.value > 100:
             raise cli.UsageError(f"--random_brightness must be at most 100, not {self.random_brightness.value}")
 
+    def module_choices(self) -> list[legacy.LegacyChoice]:
+        """With several_modules: each --tfhub_module given, with --model_dir as the download cache (logged)."""
+        if self.architecture.value is not None:
+            raise cli.UsageError("--architecture names one module; name each module to compare with --tfhub_module")
+        handles = list(dict.fromkeys(self.tfhub_module.value or []))
+        if not handles:
+            raise cli.UsageError("name the modules to compare: --tfhub_module A --tfhub_module B ...")
+        choices = [legacy.resolve(None, self.model_dir.value, handle) for handle in handles]
+        for message in dict.fromkeys(message for choice in choices for message in choice.messages):
+            logging.info("%s", message)
+        return choices
+
     def _module(self) -> legacy.LegacyChoice:
         """--tfhub_module, or what the older --architecture and --model_dir mean (logged)."""
         given = self.tfhub_module.value if self.tfhub_module.present else None
@@ -171,12 +191,15 @@ class DataFlags:
     def settings(self) -> dict:
         """The RetrainConfig fields these flags set, checked (see check())."""
         self.check()
-        module = self._module()
+        if self.several_modules:
+            module = {"image_size": self.image_size.value}
+        else:
+            choice = self._module()
+            module = dict(tfhub_module=choice.tfhub_module, image_size=self.image_size.value or choice.image_size,
+                          tfhub_cache_dir=choice.tfhub_cache_dir)
         return dict(
             image_dir=self.image_dir.value,
-            tfhub_module=module.tfhub_module,
-            image_size=self.image_size.value or module.image_size,
-            tfhub_cache_dir=module.tfhub_cache_dir,
+            **module,
             bottleneck_dir=self.bottleneck_dir.value,
             bottleneck_batch_size=self.bottleneck_batch_size.value,
             fast_jpeg_decode=self.fast_jpeg_decode.value,

@@ -113,7 +113,8 @@ def _format(value, low=None):
     return f"{value:.3f}", ("low" if low is not None and value < low else "")
 
 
-def _png(figure) -> bytes:
+def png(figure) -> bytes:
+    """A matplotlib figure as PNG bytes (100 dpi, tight)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return buffer.getvalue()
@@ -132,7 +133,7 @@ def _confusion_plot(plt, matrix: np.ndarray, labels: list[str]) -> bytes:
     if len(labels) <= 30:
         for (i, j), count in np.ndenumerate(matrix):
             axes.text(j, i, str(count), ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
-    data = _png(figure)
+    data = png(figure)
     plt.close(figure)
     return data
 
@@ -153,7 +154,7 @@ def _reliability_plot(plt, data: ReportData) -> bytes:
     axes.set_xlabel("top score")
     axes.set_ylabel("accuracy")
     axes.legend(loc="upper left")
-    result = _png(figure)
+    result = png(figure)
     plt.close(figure)
     return result
 
@@ -171,7 +172,7 @@ def _coverage_plot(plt, confidence: np.ndarray, correct: np.ndarray, threshold: 
     axes.set_xlim(0, 1.02)
     axes.set_xlabel("share of images answered (coverage)")
     axes.set_ylabel("accuracy of the answers")
-    result = _png(figure)
+    result = png(figure)
     plt.close(figure)
     return result
 

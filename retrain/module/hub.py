@@ -34,6 +34,9 @@ _FINGERPRINT_FILES = ("saved_model.pb", "saved_model.pbtxt", "variables/variable
 
 _TF1_SIGNATURES = ("image_feature_vector", "default")
 
+# Output sizes of ImageNet classification modules (1000 classes, or 1001 with "background").
+CLASSIFICATION_SIZES = (1000, 1001)
+
 # Per network operation (connect, each read) while resolving a URL, not for the whole download.
 _NETWORK_TIMEOUT_SECONDS = 30
 
@@ -49,6 +52,10 @@ def load_for_run(run_config) -> FeatureExtractor:
         facts_dir=run_config.bottleneck_dir, allow_unsafe_ops=run_config.allow_unsafe_ops,
     )
     logging.info("Using module %s with image size %dx%d.", run_config.tfhub_module, extractor.height, extractor.width)
+    if extractor.feature_dim in CLASSIFICATION_SIZES:
+        logging.info("Module %s gives %d values per image: a classification module's logits (ImageNet's classes), "
+                     "used as the bottleneck. Try its feature-vector sibling beside it with retrain-compare.",
+                     run_config.tfhub_module, extractor.feature_dim)
     return extractor
 
 

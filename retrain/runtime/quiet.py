@@ -50,3 +50,25 @@ def tensorflow_warnings_muted():
         yield
     finally:
         logger.setLevel(level)
+
+
+class _RetracingFilter:
+    """Drops TensorFlow's "triggered tf.function retracing" warning."""
+
+    def filter(self, record) -> bool:
+        return "tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def retracing_warnings_muted():
+    """Mutes TensorFlow's retracing warning for the duration: runs one after another in a
+    process (retrain-compare) each trace their own trainer once, rightly, and TensorFlow
+    counts those traces together as if one function retraced."""
+    import tensorflow as tf
+
+    found = _RetracingFilter()
+    tf.get_logger().addFilter(found)
+    try:
+        yield
+    finally:
+        tf.get_logger().removeFilter(found)
