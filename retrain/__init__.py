@@ -19,6 +19,7 @@ and ``evaluate`` do.
 from retrain.config import (
     CompareConfig,
     DistortionConfig,
+    DoctorConfig,
     FineTuneConfig,
     LabelImageConfig,
     OutputConfig,
@@ -46,6 +47,14 @@ def compare(config: CompareConfig):
     return runs.compare(config)
 
 
+def examine(config: DoctorConfig):
+    """Examines an image folder for label errors, duplicates, outliers and shortcuts (see
+    retrain.doctor.examine.examine); a Diagnosis."""
+    from retrain.doctor import examine as examining
+
+    return examining.examine(config)
+
+
 def classify(config: LabelImageConfig, show_progress: bool | None = False):
     """Classifies images with an exported model (see retrain.label_image.classify)."""
     from retrain import label_image
@@ -63,6 +72,7 @@ def evaluate(config: LabelImageConfig, show_progress: bool | None = False):
 __all__ = [
     "CompareConfig",
     "DistortionConfig",
+    "DoctorConfig",
     "FineTuneConfig",
     "ImageError",
     "LabelImageConfig",
@@ -75,6 +85,7 @@ __all__ = [
     "compare",
     "create_image_lists",
     "evaluate",
+    "examine",
     "run",
     "__version__",
 ]

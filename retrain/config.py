@@ -39,6 +39,9 @@ class SplitConfig:
 
     testing_percentage: int = 10
     validation_percentage: int = 10
+    # A file listing images to leave out of every set (one path relative to image_dir a
+    # line, as retrain-doctor's exclude.txt); '' for none. The others keep their sets.
+    exclude_list: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +173,19 @@ class CompareConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DoctorConfig:
+    """Everything one `retrain-doctor` run needs: run's images, split, module and cache (its
+    training and outputs are not used)."""
+
+    run: RetrainConfig = RetrainConfig()
+    output_dir: str = "/tmp/retrain_doctor"
+    # Out-of-fold heads for the label issues.
+    folds: int = 5
+    # Seeds the folds and every random choice: the same folder gives the same findings.
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class LabelImageConfig:
     """Everything one `label-image` run needs (defaults: label_image.py's, for retrained graphs).
 
@@ -201,3 +217,5 @@ class LabelImageConfig:
     report_dir: str = ""
     # Run a model even when it holds operations outside the allowlist (module.scan).
     allow_unsafe_ops: bool = False
+    # With evaluate: a file listing images of image_dir to leave out (as SplitConfig's).
+    exclude_list: str = ""

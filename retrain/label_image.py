@@ -197,27 +197,35 @@ class Model:
             yield result
 
 
-def labelled_images(image_dir: str, labels: list[str]) -> tuple[list[str], list[int], list[str]]:
-    """Images under image_dir/<class>/ (or image_dir/<split>/<class>/) whose folder names a label.
+def labelled_images(image_dir: str, labels: list[str], exclude_list: str = "") -> tuple[list[str], list[int], list[str], int]:
+    """Images under image_dir/<class>/ (or image_dir/<split>/<class>/) whose folder names a label,
+    but those exclude_list names (a file, see image_lists.read_exclude_list; '' for none).
 
     Returns:
-      (image paths, their label indices, names of class folders that are no label).
+      (image paths, their label indices, names of class folders that are no label, how
+      many images exclude_list left out).
 
     Raises:
       UserError: no image is in a folder named after a label.
     """
     paths, truth, skipped = [], [], []
+    excluded = image_lists.read_exclude_list(exclude_list, image_dir) if exclude_list else set()
+    left_out = 0
     for dir_name, class_dir in image_lists.labelled_folders(image_dir):
         label = image_lists.label_from_dir_name(dir_name)
         if label not in labels:
             skipped.append(dir_name)
             continue
         for name in image_lists.list_images(class_dir):
-            paths.append(storage.join(class_dir, name))
+            path = storage.join(class_dir, name)
+            if excluded and storage.relative_path(path, image_dir).replace("\\", "/") in excluded:
+                left_out += 1
+                continue
+            paths.append(path)
             truth.append(labels.index(label))
     if not paths:
         raise UserError(f"No images under {image_dir} in folders named after the labels ({', '.join(labels)}).")
-    return paths, truth, skipped
+    return paths, truth, skipped, left_out
 
 
 @dataclasses.dataclass
@@ -230,6 +238,7 @@ class Job:
       truth: with evaluation, each one's true label index; else None.
       missing: (name, error) for images named that do not exist.
       skipped_folders: with evaluation, class folders whose name is no label.
+      left_out: with evaluation, images the exclude list left out.
     """
 
     model: Model
@@ -237,6 +246,7 @@ class Job:
     truth: list[int] | None
     missing: list[tuple[str, str]]
     skipped_folders: list[str]
+    left_out: int = 0
 
     def results(self, show_progress: bool | None = False) -> Iterator[ImageResult]:
         """Classifies the images, yielding each ImageResult as soon as its batch is done."""
@@ -250,8 +260,8 @@ def start(config: LabelImageConfig) -> Job:
     if config.evaluate:
         if not config.image_dir:
             raise UserError("Evaluation needs image_dir, a folder with one sub-folder of images per class.")
-        paths, truth, skipped = labelled_images(config.image_dir, model.labels)
-        return Job(model, paths, truth, [], skipped)
+        paths, truth, skipped, left_out = labelled_images(config.image_dir, model.labels, config.exclude_list)
+        return Job(model, paths, truth, [], skipped, left_out)
     paths, missing = inference.find_images(list(config.images) + ([config.image_dir] if config.image_dir else []))
     return Job(model, paths, None, missing, [])
 

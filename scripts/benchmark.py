@@ -36,6 +36,10 @@ synthetic images, then runs the sections asked for (default: all):
                extraction (decoded, forward only) on the same module; peak RSS of a
                `retrain --fine_tune` run on 300 and on 3,000 images (a tiny module,
                so decoding sets the pace): memory must not grow with the images
+  doctor       `retrain-doctor` on 3,000 JPEGs (300-640 px) with a 1,280-value module,
+               cold and with a warm cache (wall time, peak RSS); then its checks alone
+               (label issues, duplicates, outliers) on generated features of 10,000 and
+               --doctor_scale images (time, peak RSS): memory must grow linearly, no n x n
 """
 
 import argparse
@@ -51,7 +55,7 @@ import time
 
 import numpy as np
 
-SECTIONS = ("core", "warm", "phone", "decode", "e2e", "label_image", "exports", "beam", "fine_tune")
+SECTIONS = ("core", "warm", "phone", "decode", "e2e", "label_image", "exports", "beam", "fine_tune", "doctor")
 
 
 def _forward_rate(extract, height, width, batch_size, seconds):
@@ -761,6 +765,63 @@ def section_fine_tune(bench: Bench):
                   f"{seconds:.1f} s, peak RSS {rss:.0f} MiB")
 
 
+# The doctor's checks on generated features (10 classes, 1,280 values) and image facts, in a
+# fresh process: seconds per check and peak RSS.
+_DOCTOR_SCALE = """
+import json, resource, sys, time
+import numpy as np
+from retrain.doctor import duplicates, facts as facts_lib, label_issues, outliers
+n, dim = int(sys.argv[1]), 1280
+rng = np.random.default_rng(0)
+labels = rng.integers(0, 10, n)
+centres = rng.normal(size=(10, dim)).astype(np.float32)
+features = np.maximum(centres[labels] + rng.normal(scale=2.0, size=(n, dim)).astype(np.float32), 0)
+facts = facts_lib.ImageFacts(formats=["JPEG"] * n, widths=np.full(n, 400), heights=np.full(n, 300),
+    file_bytes=rng.integers(10000, 90000, n), mean_rgb=rng.random((n, 3), dtype=np.float32) * 255,
+    contrast=np.full(n, 40, np.float32), content_hashes=[str(i) for i in range(n)],
+    thumbnails=rng.integers(0, 255, (n, 32, 32), dtype=np.uint8),
+    perceptual_hashes=rng.integers(0, 2**63, n, dtype=np.uint64))
+seconds = {}
+for name, check in (("label_issues", lambda: label_issues.find(features, labels, 10)),
+                    ("duplicates", lambda: duplicates.find(features, facts, np.ones(n, bool), [""] * n)),
+                    ("outliers", lambda: outliers.scores(features))):
+    start = time.perf_counter(); check(); seconds[name] = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def section_doctor(bench: Bench):
+    from retrain import testing
+
+    f = bench.figures
+    folder = os.path.join(bench.workdir, "fine_tune_images_3000")
+    if not os.path.isdir(folder):
+        bench.log("Writing 3000 JPEGs...")
+        testing.make_image_folder(folder, class_names=("a", "b", "c", "d"), images_per_class=750,
+                                  min_size=300, max_size=640)
+    module = bench.module("near_free_1280", testing.build_near_free_module)
+    out = os.path.join(bench.workdir, "doctor_run")
+    shutil.rmtree(out, ignore_errors=True)
+    command = [_tool("retrain-doctor"), f"--image_dir={folder}", f"--tfhub_module={module}",
+               f"--bottleneck_dir={out}/cache", f"--output_dir={out}/report"]
+    cold, cold_rss, _ = _run_measured(command)
+    warm = [_run_measured(command) for _ in range(1 if bench.args.quick else 3)]
+    f["doctor_3000"] = {"cold_seconds": cold, "cold_peak_rss_mib": cold_rss,
+                        "warm_seconds": _spread([w[0] for w in warm]), "warm_peak_rss_mib": _spread([w[1] for w in warm])}
+    bench.row("retrain-doctor, 3,000 images, cold cache", f"{cold:.1f} s, peak RSS {cold_rss:.0f} MiB")
+    bench.row("retrain-doctor, 3,000 images, warm cache", _fmt(f["doctor_3000"]["warm_seconds"], 1, " s")
+              + f", peak RSS {max(w[1] for w in warm):.0f} MiB")
+    for count in (10000,) if bench.args.quick else (10000, bench.args.doctor_scale):
+        done = subprocess.run([sys.executable, "-c", _DOCTOR_SCALE, str(count)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-3000:])
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+        f[f"doctor_checks_{count}"] = found
+        bench.row(f"doctor checks, {count:,} images x 1,280 values",
+                  ", ".join(f"{k} {v:.0f} s" for k, v in found["seconds"].items())
+                  + f"; peak RSS {found['peak_rss_mib']:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of: {', '.join(SECTIONS)}")
@@ -772,6 +833,7 @@ def main() -> None:
     parser.add_argument("--bottleneck_batch_size", type=int, default=32, help="extraction batch (retrain's default)")
     parser.add_argument("--repeats", type=int, default=5, help="cold extractions in the core section")
     parser.add_argument("--steps", type=int, default=4000, help="training steps to time")
+    parser.add_argument("--doctor_scale", type=int, default=100000, help="images for the doctor's checks at scale")
     parser.add_argument("--json", help="also write the figures here as JSON")
     parser.add_argument("--workdir", help="keep images, modules and caches here instead of a temporary folder")
     args = parser.parse_args()

@@ -73,10 +73,10 @@ def call_command(name, *args):
     import io
     import logging as python_logging
 
-    from retrain.commands import cache_main, cli, compare_main, label_image_main, retrain_main
+    from retrain.commands import cache_main, cli, compare_main, doctor_main, label_image_main, retrain_main
 
     command = {"retrain": retrain_main, "label-image": label_image_main, "retrain-cache": cache_main,
-               "retrain-compare": compare_main}[name]
+               "retrain-compare": compare_main, "retrain-doctor": doctor_main}[name]
     out, err = io.StringIO(), io.StringIO()
     handler = python_logging.StreamHandler(err)
     handler.setFormatter(python_logging.Formatter("%(levelname).1s %(message)s"))

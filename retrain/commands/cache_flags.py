@@ -32,6 +32,13 @@ class DataFlags:
             "validation_percentage", _D.split.validation_percentage, "What percentage of images to use as a validation set.",
             **own,
         )
+        self.exclude_list = flags.DEFINE_string(
+            "exclude_list", _D.split.exclude_list,
+            "A file listing images to leave out of every set, one path relative to --image_dir a line "
+            "(retrain-doctor's exclude.txt; '#' starts a comment). The folder is not touched, and every "
+            "other image keeps its set. The log says how many were left out.",
+            **own,
+        )
         self.bottleneck_dir = flags.DEFINE_string(
             "bottleneck_dir", _D.bottleneck_dir, "Path to cache bottleneck layer values as files.",
             **own,
@@ -207,6 +214,7 @@ class DataFlags:
             split=config_lib.SplitConfig(
                 testing_percentage=self.testing_percentage.value,
                 validation_percentage=self.validation_percentage.value,
+                exclude_list=self.exclude_list.value,
             ),
             distortions=config_lib.DistortionConfig(
                 flip_left_right=self.flip_left_right.value,

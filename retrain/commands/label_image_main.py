@@ -63,6 +63,13 @@ _REPORT_DIR = flags.DEFINE_string(
     "Needs pip install \"retrain[report]\".",
     flag_values=FLAGS,
 )
+_EXCLUDE_LIST = flags.DEFINE_string(
+    "exclude_list",
+    _D.exclude_list,
+    "With --evaluate: a file listing images of --image_dir to leave out, one relative path a line "
+    "(retrain-doctor's exclude.txt), as retrain --exclude_list leaves them out of training.",
+    flag_values=FLAGS,
+)
 _UNKNOWN_THRESHOLD = flags.DEFINE_float(
     "unknown_threshold",
     _D.unknown_threshold,
@@ -149,6 +156,7 @@ def _config_from_flags(extra_images: list[str]) -> config_lib.LabelImageConfig:
         unknown_threshold=_UNKNOWN_THRESHOLD.value,
         report_dir=_REPORT_DIR.value,
         allow_unsafe_ops=_ALLOW_UNSAFE_OPS.value,
+        exclude_list=_EXCLUDE_LIST.value,
     )
 
 
@@ -162,6 +170,8 @@ def _check_flags(extra_images: list[str]) -> None:
         raise cli.UsageError("--evaluate needs --image_dir")
     if _REPORT_DIR.value and not _EVALUATE.value:
         raise cli.UsageError("--report_dir needs --evaluate")
+    if _EXCLUDE_LIST.value and not _EVALUATE.value:
+        raise cli.UsageError("--exclude_list needs --evaluate")
     if _MIN_ACCURACY.value is not None:
         if not _EVALUATE.value:
             raise cli.UsageError("--min_accuracy needs --evaluate")
@@ -278,6 +288,8 @@ def classify_and_print(config: config_lib.LabelImageConfig) -> int:
     labels = job.model.labels
     for folder in job.skipped_folders:
         print(f"label-image: warning: folder '{folder}' is not a label of this graph; skipped", file=sys.stderr)
+    if config.exclude_list:
+        print(f"label-image: Left out {job.left_out} images listed in {config.exclude_list}.", file=sys.stderr)
     failures = list(job.missing)
     for _, error in failures:
         print(f"label-image: error: {error}", file=sys.stderr)

@@ -336,12 +336,65 @@ def recorded_sets(record: dict, image_dir: str, paths: list[str]) -> list[str] |
 
 
 def load(image_dir: str, split) -> ImageLists:
-    """create_image_lists for a SplitConfig, checked as every command checks it: at least
-    two classes (UserError), and a warning for each class with an empty set."""
+    """create_image_lists for a SplitConfig, without the images its exclude_list names, checked
+    as every command checks it: at least two classes (UserError), and a warning for each
+    class with an empty set."""
     lists = create_image_lists(image_dir, split.testing_percentage, split.validation_percentage)
+    if split.exclude_list:
+        lists = without_excluded(lists, read_exclude_list(split.exclude_list, image_dir), split.exclude_list)
     check_enough_classes(lists, image_dir)
     warn_about_empty_sets(lists)
     return lists
+
+
+def read_exclude_list(path: str, image_dir: str) -> set[str]:
+    """The images an exclude list names, as paths relative to image_dir with '/' (blank lines
+    and lines starting with '#' are skipped; absolute paths under image_dir are made relative).
+
+    Raises:
+      UserError: the file cannot be read.
+    """
+    try:
+        text = storage.read_text(path)
+    except OSError as e:
+        raise UserError(f"Cannot read --exclude_list {path}: {e.strerror or e}") from e
+    root = image_dir.rstrip("/\\") + "/"
+    listed = set()
+    for line in text.splitlines():
+        entry = line.rstrip("\r\n").replace("\\", "/")
+        if not entry.strip() or entry.startswith("#"):
+            continue
+        if entry.startswith(root.replace("\\", "/")):
+            entry = entry[len(root):]
+        listed.add(entry[2:] if entry.startswith("./") else entry)
+    return listed
+
+
+def without_excluded(lists: ImageLists, excluded: set[str], source: str) -> ImageLists:
+    """lists without the images whose path relative to its root is in excluded; every other
+    image keeps its set (each image's set hashes its own path). Logs how many were left out."""
+    result = ImageLists(lists.root, split={**lists.split, "excluded": 0})
+    found = set()
+    for label, sets in lists.items():
+        kept = {}
+        for category in CATEGORIES:
+            names = []
+            for name in sets[category]:
+                relative = lists.relative_path(label, name).replace("\\", "/")
+                if relative in excluded:
+                    found.add(relative)
+                else:
+                    names.append(name)
+            kept[category] = names
+        if any(kept.values()):
+            result[label] = {"dir": sets["dir"], **kept}
+        else:
+            logging.warning("Every image of class '%s' is in %s: the class is left out.", label, source)
+    result.split["excluded"] = len(found)
+    missing = len(excluded) - len(found)
+    logging.info("Left out %d images listed in %s%s.", len(found), source,
+                 f" ({missing} listed are not in {lists.root})" if missing else "")
+    return result
 
 
 def check_enough_classes(image_lists: dict, image_dir: str) -> None:

@@ -177,7 +177,8 @@ def _coverage_plot(plt, confidence: np.ndarray, correct: np.ndarray, threshold: 
     return result
 
 
-def _thumbnail(path: str) -> bytes:
+def thumbnail(path: str) -> bytes:
+    """A JPEG thumbnail (at most twice THUMBNAIL_SIZE a side) of the image at path, upright."""
     from PIL import Image
 
     from retrain.data import images
@@ -223,7 +224,7 @@ def write_report(report_dir: str, data: ReportData) -> str:
     for rank, i in enumerate(wrong[:MAX_THUMBNAILS]):
         name = f"thumbnails/{rank:04d}.jpg"
         try:
-            storage.write_bytes(storage.join(report_dir, *name.split("/")), _thumbnail(data.image_paths[i]))
+            storage.write_bytes(storage.join(report_dir, *name.split("/")), thumbnail(data.image_paths[i]))
         except ImageError:
             continue  # Gone since it was classified: listed without a picture.
         mistakes.append({
