@@ -19,22 +19,15 @@ Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.
 
 import sys
 
-from absl import app, flags, logging
+from absl import logging
 
 from retrain import config as config_lib
 from retrain.commands import cache_flags, cli
-from retrain.runtime import memory
 
 FLAGS = cli.command_flags()
 _DATA = cache_flags.DataFlags(FLAGS)
 
-_LOGGING_VERBOSITY = flags.DEFINE_enum(
-    "logging_verbosity",
-    "INFO",
-    list(config_lib.LOGGING_VERBOSITIES),
-    "How much logging output should be produced. DEBUG also shows tracebacks of errors.",
-    flag_values=FLAGS,
-)
+_LOGGING_VERBOSITY = cli.define_logging_verbosity(FLAGS, __name__)
 
 
 def main(argv) -> int:
@@ -81,9 +74,7 @@ parse_flags = cli.flags_parser(
 
 def run() -> None:
     """Console entry point of `retrain-cache`."""
-    memory.limit_allocator_arenas()  # Before TensorFlow starts its threads.
-    cli.quiet_tensorflow()
-    app.run(main, flags_parser=parse_flags)
+    cli.start(main, parse_flags)
 
 
 if __name__ == "__main__":

@@ -183,3 +183,28 @@ VERBOSITY_LEVELS = {
     "ERROR": logging.ERROR,
     "FATAL": logging.FATAL,
 }
+
+
+def define_logging_verbosity(flag_values: flags.FlagValues, module_name: str, default: str = "INFO"):
+    """Every command's --logging_verbosity, in flag_values as module_name's (listed in its
+    --help); its FlagHolder."""
+    from retrain import config
+
+    return flags.DEFINE_enum(
+        "logging_verbosity", default, list(config.LOGGING_VERBOSITIES),
+        "How much logging output should be produced. DEBUG also shows tracebacks of errors.",
+        flag_values=flag_values, module_name=module_name,
+    )
+
+
+def start(main, parse_flags, limit_arenas: bool = True) -> None:
+    """A console script's entry point: (fewer malloc arenas, before TensorFlow starts its
+    threads), TensorFlow's C++ logging quiet, then absl runs main with the command's parser."""
+    from absl import app
+
+    if limit_arenas:
+        from retrain.runtime import memory
+
+        memory.limit_allocator_arenas()
+    quiet_tensorflow()
+    app.run(main, flags_parser=parse_flags)

@@ -18,11 +18,10 @@ Exit status: 0 success, 1 failure (or a module that could not be compared), 2 ba
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from retrain import config as config_lib
 from retrain.commands import cache_flags, cli, training_flags
-from retrain.runtime import memory
 
 _D = config_lib.CompareConfig()
 FLAGS = cli.command_flags()
@@ -44,10 +43,7 @@ _LATENCY_BATCH_SIZE = flags.DEFINE_integer(
     "Images per run when measuring each exported graph's throughput (images/s); its latency is "
     "measured on one image at a time.", flag_values=FLAGS,
 )
-_LOGGING_VERBOSITY = flags.DEFINE_enum(
-    "logging_verbosity", "INFO", list(config_lib.LOGGING_VERBOSITIES),
-    "How much logging output should be produced. DEBUG also shows tracebacks of errors.", flag_values=FLAGS,
-)
+_LOGGING_VERBOSITY = cli.define_logging_verbosity(FLAGS, __name__)
 
 
 def _config_from_flags() -> config_lib.CompareConfig:
@@ -98,9 +94,7 @@ parse_flags = cli.flags_parser(PROGRAM, FLAGS, sys.modules[__name__],
 
 def run() -> None:
     """Console entry point of `retrain-compare`."""
-    memory.limit_allocator_arenas()  # Before TensorFlow starts its threads.
-    cli.quiet_tensorflow()
-    app.run(main, flags_parser=parse_flags)
+    cli.start(main, parse_flags)
 
 
 if __name__ == "__main__":

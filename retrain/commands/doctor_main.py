@@ -17,11 +17,10 @@ Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from retrain import config as config_lib
 from retrain.commands import cache_flags, cli
-from retrain.runtime import memory
 
 _D = config_lib.DoctorConfig()
 FLAGS = cli.command_flags()
@@ -37,9 +36,7 @@ _FOLDS = flags.DEFINE_integer(
 _RANDOM_SEED = flags.DEFINE_integer(
     "random_seed", _D.seed, "Seed of the folds and every random choice: the same folder gives the same findings.",
     flag_values=FLAGS)
-_LOGGING_VERBOSITY = flags.DEFINE_enum(
-    "logging_verbosity", "INFO", list(config_lib.LOGGING_VERBOSITIES),
-    "How much logging output should be produced. DEBUG also shows tracebacks of errors.", flag_values=FLAGS)
+_LOGGING_VERBOSITY = cli.define_logging_verbosity(FLAGS, __name__)
 
 
 def _config_from_flags() -> config_lib.DoctorConfig:
@@ -84,9 +81,7 @@ parse_flags = cli.flags_parser(PROGRAM, FLAGS, sys.modules[__name__], shared=[ca
 
 def run() -> None:
     """Console entry point of `retrain-doctor`."""
-    memory.limit_allocator_arenas()  # Before TensorFlow starts its threads.
-    cli.quiet_tensorflow()
-    app.run(main, flags_parser=parse_flags)
+    cli.start(main, parse_flags)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import json
 import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from retrain import config as config_lib
 from retrain.commands import cli
@@ -126,11 +126,7 @@ _OUTPUT_FORMAT = flags.DEFINE_enum(
     flag_values=FLAGS,
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", _D.batch_size, "Images per forward pass.", flag_values=FLAGS)
-_LOGGING_VERBOSITY = flags.DEFINE_enum(
-    "logging_verbosity", "WARN", list(config_lib.LOGGING_VERBOSITIES),
-    "How much logging output should be produced. DEBUG also shows tracebacks of errors.",
-    flag_values=FLAGS,
-)
+_LOGGING_VERBOSITY = cli.define_logging_verbosity(FLAGS, __name__, "WARN")
 
 
 def _config_from_flags(extra_images: list[str]) -> config_lib.LabelImageConfig:
@@ -353,8 +349,7 @@ parse_flags = cli.flags_parser(PROGRAM, FLAGS, sys.modules[__name__], allow_posi
 
 def run() -> None:
     """Console entry point of `label-image`."""
-    cli.quiet_tensorflow()
-    app.run(main, flags_parser=parse_flags)
+    cli.start(main, parse_flags, limit_arenas=False)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from retrain import config as config_lib
 from retrain.commands import cache_flags, cli, output_flags, run_summary, training_flags
-from retrain.runtime import memory
 
 _D = config_lib.RetrainConfig()
 FLAGS = cli.command_flags()
@@ -45,13 +44,7 @@ _REPORT_DIR = flags.DEFINE_string(
     "images). Needs pip install \"retrain[report]\". Not written if empty.",
     flag_values=FLAGS,
 )
-_LOGGING_VERBOSITY = flags.DEFINE_enum(
-    "logging_verbosity",
-    "INFO",
-    list(config_lib.LOGGING_VERBOSITIES),
-    "How much logging output should be produced. DEBUG also shows tracebacks of errors.",
-    flag_values=FLAGS,
-)
+_LOGGING_VERBOSITY = cli.define_logging_verbosity(FLAGS, __name__)
 
 
 def _config_from_flags() -> config_lib.RetrainConfig:
@@ -90,9 +83,7 @@ parse_flags = cli.flags_parser(PROGRAM, FLAGS, sys.modules[__name__],
 
 def run() -> None:
     """Console entry point of `retrain`."""
-    memory.limit_allocator_arenas()  # Before TensorFlow starts its threads.
-    cli.quiet_tensorflow()
-    app.run(main, flags_parser=parse_flags)
+    cli.start(main, parse_flags)
 
 
 if __name__ == "__main__":
