@@ -28,7 +28,8 @@ synthetic images, then runs the sections asked for (default: all):
   label_image  `label-image` on one image: wall time and peak RSS, beside TensorFlow's
                import and the graph's load
   exports      per deployable format (frozen graph, SavedModel, TFLite float, float16,
-               int8): file size, conversion time, label-image folder throughput
+               int8, ONNX with the onnx extra): file size, conversion time, label-image
+               folder throughput
   beam         retrain-cache on Beam's DirectRunner with 2 workers, against the
                in-process extraction of the same images
   fine_tune    --fine_tune on an EfficientNet-Lite0-sized module that can be trained:
@@ -664,6 +665,19 @@ def section_exports(bench: Bench):
         start = time.perf_counter()
         content = tflite.convert(model, quantization=quantization, representative_images=100)
         formats[f"TFLite {quantization}"] = (path, time.perf_counter() - start)
+        with open(path, "wb") as out:
+            out.write(content)
+    try:
+        from retrain.exports import onnx
+
+        onnx.check_available()
+    except Exception:  # The onnx extra is not installed: its row is left out.
+        onnx = None
+    if onnx is not None:
+        path = os.path.join(folder, "model.onnx")
+        start = time.perf_counter()
+        content = onnx.convert(model)
+        formats["ONNX"] = (path, time.perf_counter() - start)
         with open(path, "wb") as out:
             out.write(content)
     for name, (path, seconds) in formats.items():
