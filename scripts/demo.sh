@@ -4,6 +4,8 @@
 # is installed), then classify with label-image: one image, the TFLite model, and an
 # evaluation of the folder.
 # Usage: bash scripts/demo.sh [work_dir]   (default: ./demo_output)
+# 60 images a class, 30% for validation: calibration (the "unknown" threshold the TFLite
+# call below uses) needs at least 50 validation images.
 set -euo pipefail
 work=${1:-demo_output}
 mkdir -p "$work"
@@ -19,6 +21,7 @@ retrain \
   --tfhub_module "$work/module" \
   --how_many_training_steps 500 \
   --learning_rate 0.1 \
+  --validation_percentage 30 \
   --bottleneck_dir "$work/bottlenecks" \
   --summaries_dir "$work/retrain_logs" \
   --checkpoint_path "$work/checkpoint/_retrain_checkpoint" \

@@ -16,7 +16,7 @@ from retrain.commands import cli
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", help="where to write images/ and module/")
-    parser.add_argument("--images_per_class", type=int, default=40)
+    parser.add_argument("--images_per_class", type=int, default=60)
     args = parser.parse_args()
     cli.quiet_tensorflow()
     cli.import_tensorflow_quietly(verbose=False)

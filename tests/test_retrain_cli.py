@@ -274,3 +274,18 @@ def test_image_size_for_a_module_without_a_fixed_size(tmp_path, image_folder, ca
     assert scores.shape == (1, 3)
     status, _, stderr = call_command("retrain", *retrain_args(tmp_path, image_folder, module, "--image_size=0"))
     assert status == 2 and "--image_size must be positive" in stderr
+
+
+@pytest.mark.slow
+def test_the_readme_demo_runs_end_to_end(tmp_path):
+    """The README's first command: scripts/demo.sh, on generated images and a tiny module."""
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "demo.sh")
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    done = subprocess.run(["bash", script, str(tmp_path / "demo")], capture_output=True, text=True, env=env,
+                          timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "answering 'unknown' when unsure" in done.stdout and "meets --min_accuracy 0.9" in done.stderr
+    assert (tmp_path / "demo" / "model.tflite").is_file()
