@@ -1,5 +1,6 @@
 """retrain-compare: modules ranked on validation, figures equal to plain retrain runs, warm reruns."""
 
+import dataclasses
 import json
 import os
 
@@ -123,9 +124,10 @@ def test_the_page_shows_the_table_and_plot_with_names_escaped(compared, tmp_path
 
 def test_a_module_that_fails_is_reported_and_the_others_compared(tmp_path, folder, modules):
     missing = str(tmp_path / "no_such_module")
-    config = compare_config(tmp_path, folder, [missing, modules["good"]])
+    config = dataclasses.replace(compare_config(tmp_path, folder, [missing, modules["good"]]), latency_batch_size=4)
     comparison = retrain.compare(config)
     assert "not found" in comparison.modules[0].error and comparison.ranking == [1]
+    assert comparison.modules[1].speed.batch_size == 4
     assert "failed: " in "\n".join(outputs.table_lines(comparison))
 
 

@@ -241,12 +241,21 @@ def test_retrain_doctor_command(tmp_path, tiny_module):
     root, faults = planted_folder(str(tmp_path / "images"))
     before = sorted(os.listdir(os.path.join(root, "red")))
     done = run_tool("retrain-doctor", f"--image_dir={root}", f"--tfhub_module={tiny_module}",
-                    f"--bottleneck_dir={tmp_path / 'cache'}", f"--output_dir={tmp_path / 'out'}")
+                    f"--bottleneck_dir={tmp_path / 'cache'}", f"--output_dir={tmp_path / 'out'}", "--folds=3")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "likely label errors:" in done.stdout and "duplicates: 7 groups (1 exact, 6 near)" in done.stdout
     assert sorted(os.listdir(os.path.join(root, "red"))) == before  # Nothing moved or deleted.
     assert {"doctor.json", "exclude.txt", "index.html", "thumbnails"} <= set(os.listdir(tmp_path / "out"))
     again = run_tool("retrain-doctor", f"--image_dir={root}", f"--tfhub_module={tiny_module}",
-                     f"--bottleneck_dir={tmp_path / 'cache'}", f"--output_dir={tmp_path / 'out2'}")
+                     f"--bottleneck_dir={tmp_path / 'cache'}", f"--output_dir={tmp_path / 'out2'}", "--folds=3")
     assert "none computed" in again.stderr  # The cache retrain fills, and reads.
-    assert (tmp_path / "out" / "doctor.json").read_text() == (tmp_path / "out2" / "doctor.json").read_text()
+    first = (tmp_path / "out" / "doctor.json").read_text()
+    assert first == (tmp_path / "out2" / "doctor.json").read_text() and json.loads(first)["folds"] == 3
+    other_seed = run_tool("retrain-doctor", f"--image_dir={root}", f"--tfhub_module={tiny_module}",
+                          f"--bottleneck_dir={tmp_path / 'cache'}", f"--output_dir={tmp_path / 'out3'}",
+                          "--folds=3", "--random_seed=5")
+    assert other_seed.returncode == 0
+    scores = [json.loads((tmp_path / name / "doctor.json").read_text())["label_issues"] for name in ("out", "out3")]
+    assert [x["score"] for x in scores[0]] != [x["score"] for x in scores[1]]  # Other folds, other heads.
+    status, _, stderr = call_command("retrain-doctor", f"--image_dir={root}", "--folds=1")
+    assert status == 2 and "--folds must be at least 2" in stderr

@@ -74,6 +74,8 @@ class Diagnosis:
       notes: one line per folder-level finding, for the summary.
       excluded: indices of the images a user would most likely leave out, in path order.
       leaked_test_images: test images with a copy in training: the test accuracy counts them.
+      folds: how many out-of-fold heads gave the probabilities (fewer than asked when a
+        class has fewer images).
     """
 
     image_dir: str
@@ -96,6 +98,7 @@ class Diagnosis:
     notes: list[str]
     excluded: list[int]
     leaked_test_images: int
+    folds: int = 0
 
 
 def examine(config: DoctorConfig) -> Diagnosis:
@@ -147,7 +150,7 @@ def examine(config: DoctorConfig) -> Diagnosis:
         split_named=[sets["dir"] for sets in lists.values()
                      if lists.split.get("layout") == "class folders"
                      and sets["dir"].lower() in image_lists.SPLIT_FOLDER_NAMES],
-        notes=[], excluded=[], leaked_test_images=0,
+        notes=[], excluded=[], leaked_test_images=0, folds=issues.folds,
     )
     diagnosis.leaked_test_images = _leaked_test_images(diagnosis)
     diagnosis.notes = _folder_notes(diagnosis)

@@ -11,7 +11,7 @@ doctor.json (paths relative to image_dir, with '/'; scores and accuracies in [0,
   classes       [{label, count, training, validation, testing}].
   tiny, blank   [path]; unreadable [{path, reason}]; split_named_folders [name].
   summary       the summary's lines; estimated_label_errors, leaked_test_images,
-                image_dir, excluded (how many paths exclude.txt lists).
+                image_dir, excluded (how many paths exclude.txt lists), folds.
 exclude.txt: the images a user would most likely leave out, one relative path a line
 (for --exclude_list). index.html: the findings with thumbnails side by side (thumbnails/).
 """
@@ -67,6 +67,7 @@ def record(d: Diagnosis) -> dict:
         "estimated_label_errors": d.estimated_label_errors,
         "leaked_test_images": d.leaked_test_images,
         "excluded": len(d.excluded),
+        "folds": d.folds,
         "label_issues": [{"path": rel[x.index], "label": labels[d.label_of[x.index]], "suggested": labels[x.suggested],
                           "score": round(x.score, 6)} for x in d.label_issues],
         "duplicates": [{
