@@ -53,7 +53,7 @@ def load_for_run(run_config) -> FeatureExtractor:
     )
     logging.info("Using module %s with image size %dx%d.", run_config.tfhub_module, extractor.height, extractor.width)
     if extractor.feature_dim in CLASSIFICATION_SIZES:
-        logging.info("Module %s gives %d values per image: a classification module's logits (ImageNet's classes), "
+        logging.info("Module %s gives %d values per image: probably a classification module's logits (ImageNet's classes), "
                      "used as the bottleneck. Try its feature-vector sibling beside it with retrain-compare.",
                      run_config.tfhub_module, extractor.feature_dim)
     return extractor
