@@ -223,3 +223,17 @@ def test_an_onnx_model_with_damaged_metadata_is_one_line(exported, tmp_path):
     assert status == 1 and stdout == ""
     assert "its retrain metadata has an invalid labels, temperature; the model is damaged" in stderr
     assert "Traceback" not in stderr
+
+
+def test_a_poor_agreement_warns_naming_the_format_once(caplog):
+    from retrain.exports import parity
+
+    caplog.set_level("INFO")
+    measured = parity.Parity("testing", 40, 0.9, 0.2, 0.8, 0.85)
+    found = parity.finish(measured, 2.5, name="The web page's model", kind="web page's", output_graph="/x/g.pb",
+                          min_agreement=0.99, advice="please report it")
+    assert found.conversion_seconds == 2.5 and found.agreement == 0.9
+    assert "The web page's model agrees with g.pb on 90.0% of 40 test images" in caplog.text
+    assert "The web page's model agrees with the frozen graph on only 90.0% of the test images" in caplog.text
+    assert parity.finish(None, 1.0, name="ONNX", kind="ONNX", output_graph="", min_agreement=0.99, advice="") is None
+    assert "the ONNX model's agreement with the frozen graph is not measured" in caplog.text

@@ -13,7 +13,6 @@ classifier, as its command line does (its Keras path is broken on Keras 3), at o
 then checked with ONNX Runtime against the trained model on held-out images.
 """
 
-import dataclasses
 import json
 import logging as python_logging
 import os
@@ -178,8 +177,6 @@ def write(path: str, model, options) -> parity.Parity | None:
     seconds = time.perf_counter() - start
     storage.write_bytes(path, content)
     logging.info("ONNX model (opset %d, %.1f MB) written to %s in %.1f s.", OPSET, len(content) / 1e6, path, seconds)
-    found = measure_parity(content, model)
-    found = dataclasses.replace(found, conversion_seconds=seconds) if found else None
-    parity.log(found, "ONNX", options.output_graph, min_agreement=MIN_AGREEMENT,
-               advice="please report it, with the module used")
-    return found
+    return parity.finish(measure_parity(content, model), seconds, name="ONNX", kind="ONNX",
+                         output_graph=options.output_graph, min_agreement=MIN_AGREEMENT,
+                         advice="please report it, with the module used")

@@ -78,11 +78,22 @@ def measure(model, batches: Callable[[list[str]], Iterator[tuple[list[int], np.n
     )
 
 
-def log(parity: Parity | None, name: str, output_graph: str, *, min_agreement: float, advice: str) -> None:
+def finish(parity: Parity | None, conversion_seconds: float, *, name: str, kind: str, output_graph: str,
+           min_agreement: float, advice: str) -> Parity | None:
+    """What every export does with its check: records the conversion time in it, and logs the
+    one line comparing the format (name, e.g. 'TFLite (int8)') with the frozen graph, and a
+    warning naming "the <kind> model" below min_agreement. Returns the Parity (None: no images)."""
+    if parity is not None:
+        parity = dataclasses.replace(parity, conversion_seconds=conversion_seconds)
+    _log(parity, name, kind, output_graph, min_agreement=min_agreement, advice=advice)
+    return parity
+
+
+def _log(parity: Parity | None, name: str, kind: str, output_graph: str, *, min_agreement: float, advice: str) -> None:
     """The one line comparing a format with the frozen graph, and a warning below min_agreement."""
     if parity is None:
         logging.warning("No test or validation images: the %s model's agreement with the frozen graph is not measured.",
-                        name)
+                        kind)
         return
     graph_name = storage.basename(output_graph) if output_graph else "the frozen graph"
     set_name = "test" if parity.category == "testing" else "validation"
@@ -93,4 +104,4 @@ def log(parity: Parity | None, name: str, output_graph: str, *, min_agreement: f
     )
     if parity.agreement < min_agreement:
         logging.warning("The %s model agrees with the frozen graph on only %.1f%% of the %s images: %s.",
-                        name.split(" ")[0], parity.agreement * 100, set_name, advice)
+                        kind, parity.agreement * 100, set_name, advice)

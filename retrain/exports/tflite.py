@@ -20,7 +20,6 @@ Right after writing, the model is run on the held-out (test, else validation) im
 and compared with the frozen graph's answers on the same images.
 """
 
-import dataclasses
 import time
 
 import numpy as np
@@ -151,10 +150,8 @@ def write(path: str, model, options) -> TFLiteParity | None:
     storage.write_bytes(path, content)
     size = f"{len(content) / 1e6:.1f} MB" if len(content) >= 100_000 else f"{len(content) / 1e3:.0f} kB"
     logging.info("TFLite model (%s, %s) written to %s in %.1f s.", options.tflite_quantization, size, path, seconds)
-    found = measure_parity(content, model, quantization=options.tflite_quantization)
-    found = dataclasses.replace(found, conversion_seconds=seconds) if found else None
     advice = ("try --tflite_quantization float16, or more representative images (--tflite_representative_images)"
               if options.tflite_quantization == "int8" else "try --tflite_quantization float")
-    parity.log(found, f"TFLite ({options.tflite_quantization})", options.output_graph, min_agreement=MIN_AGREEMENT,
-               advice=advice)
-    return found
+    return parity.finish(measure_parity(content, model, quantization=options.tflite_quantization), seconds,
+                         name=f"TFLite ({options.tflite_quantization})", kind="TFLite",
+                         output_graph=options.output_graph, min_agreement=MIN_AGREEMENT, advice=advice)

@@ -15,7 +15,6 @@ of the folder on load and writes ``{"predictions": [{"label", "score"}, ...], "u
 into ``<pre id="result">``, for links and tests.
 """
 
-import dataclasses
 import importlib.resources
 import json
 import time
@@ -62,11 +61,9 @@ def write(path: str, model, options) -> parity.Parity | None:
     seconds = time.perf_counter() - start
     logging.info("Web page written to %s in %.1f s (%.1f MB; serve the folder, e.g. python -m http.server -d %s).",
                  path, seconds, sum(len(data) for data in files.values()) / 1e6, path)
-    found = measure_parity(content, model)
-    found = dataclasses.replace(found, conversion_seconds=seconds) if found else None
-    parity.log(found, "The web page's model", options.output_graph, min_agreement=onnx.MIN_AGREEMENT,
-               advice="please report it, with the module used")
-    return found
+    return parity.finish(measure_parity(content, model), seconds, name="The web page's model", kind="web page's",
+                         output_graph=options.output_graph, min_agreement=onnx.MIN_AGREEMENT,
+                         advice="please report it, with the module used")
 
 
 def measure_parity(content: bytes, model) -> parity.Parity | None:
