@@ -206,3 +206,18 @@ def browser_dom(url, profile, timeout=180):
         capture_output=True, text=True, timeout=timeout,
     )
     return browser.stdout, [line for line in browser.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def hide_modules(monkeypatch, *names):
+    """Makes importing the named top-level packages (and their submodules) fail for the rest of
+    the test, as on a machine without the extra that installs them."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without(name, *args, **kwargs):
+        if name.split(".")[0] in names:
+            raise ImportError(f"No module named '{name}'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without)

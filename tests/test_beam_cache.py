@@ -1,6 +1,5 @@
 """The bottleneck cache filled on Apache Beam: the same files retrain writes, then a warm retrain."""
 
-import builtins
 import filecmp
 import os
 import pathlib
@@ -10,6 +9,7 @@ import pytest
 from conftest import (
     cache_files,
     call_command,
+    hide_modules,
     make_split_safe_folder,
     quick_config,
     run_tool,
@@ -86,13 +86,6 @@ def test_unknown_flags_are_usage_errors(tmp_path):
 
 
 def test_missing_beam_is_one_line_naming_the_extra(monkeypatch):
-    real_import = builtins.__import__
-
-    def without_beam(name, *args, **kwargs):
-        if name == "apache_beam" or name.startswith("apache_beam."):
-            raise ImportError("No module named 'apache_beam'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_beam)
+    hide_modules(monkeypatch, "apache_beam")
     with pytest.raises(UserError, match='pip install "retrain\\[beam\\]"'):
         beam.import_beam()

@@ -10,7 +10,7 @@ import typing
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import chromium, make_split_safe_folder, quick_config, run_frozen_graph
+from conftest import chromium, hide_modules, make_split_safe_folder, quick_config, run_frozen_graph
 from PIL import Image
 
 import retrain
@@ -236,18 +236,9 @@ def test_the_report_renders_in_a_real_browser(held_out_run, tmp_path):
 
 
 def test_a_missing_report_library_is_one_clear_line(monkeypatch, tmp_path):
-    import builtins
-
     from retrain.errors import UserError
     from retrain.evaluation import report
 
-    real_import = builtins.__import__
-
-    def without_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError("No module named 'matplotlib'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_matplotlib)
+    hide_modules(monkeypatch, "matplotlib")
     with pytest.raises(UserError, match=re.escape('pip install "retrain[report]"')):
         report.check_available()

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import browser_dom, call_command, chromium, quick_config, run_tool
+from conftest import browser_dom, call_command, chromium, hide_modules, quick_config, run_tool
 from PIL import Image, ImageEnhance
 
 import retrain
@@ -214,16 +214,7 @@ def test_a_class_one_size_and_format_is_a_shortcut(tmp_path, tiny_module):
 
 
 def test_missing_cleanlab_is_one_line(monkeypatch, tmp_path):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def without_cleanlab(name, *args, **kwargs):
-        if name.split(".")[0] == "cleanlab":
-            raise ImportError("No module named 'cleanlab'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_cleanlab)
+    hide_modules(monkeypatch, "cleanlab")
     status, stdout, stderr = call_command("retrain-doctor", f"--image_dir={tmp_path}", f"--output_dir={tmp_path}")
     assert status == 1 and stdout == "" and "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].endswith('pip install "retrain[doctor]"')

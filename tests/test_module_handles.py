@@ -5,7 +5,7 @@ import os
 import shutil
 
 import pytest
-from conftest import quick_config
+from conftest import hide_modules, quick_config
 
 import retrain
 from retrain.errors import UserError
@@ -57,16 +57,7 @@ def test_a_kaggle_handle_through_kagglehub_and_its_cache(tmp_path, image_folder,
 
 
 def test_a_kaggle_handle_without_kagglehub_is_its_kaggle_url(tmp_path, image_folder, tiny_module, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def without_kagglehub(name, *args, **kwargs):
-        if name.split(".")[0] == "kagglehub":
-            raise ImportError("No module named 'kagglehub'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_kagglehub)
+    hide_modules(monkeypatch, "kagglehub")
     cache = tmp_path / "tfhub"
     url = handles.kaggle_url(KAGGLE)
     shutil.copytree(tiny_module, cache / hashlib.sha1(url.encode()).hexdigest())  # tensorflow_hub's cache layout.

@@ -10,8 +10,8 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import (browser_dom, call_command, chromium, frozen_graph_scores, make_split_safe_folder,
-                      quick_config, run_tool)
+from conftest import (browser_dom, call_command, chromium, frozen_graph_scores, hide_modules,
+                      make_split_safe_folder, quick_config, run_tool)
 
 import retrain
 from retrain import testing
@@ -128,17 +128,7 @@ def test_any_input_size_and_a_tuned_module_export(tmp_path):
 
 
 def test_a_missing_extra_is_one_line_before_any_work(exported, tmp_path, image_folder, tiny_module, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-    missing = ("tf2onnx", "onnxruntime", "onnx")
-
-    def without_the_extra(name, *args, **kwargs):
-        if name.split(".")[0] in missing:
-            raise ImportError(f"No module named '{name}'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_the_extra)
+    hide_modules(monkeypatch, "tf2onnx", "onnxruntime", "onnx")
     with pytest.raises(UserError, match='pip install "retrain\\[onnx\\]"'):
         retrain.run(quick_config(tmp_path, image_folder, tiny_module, output_web=str(tmp_path / "web")))
     assert not (tmp_path / "bottlenecks").exists()
