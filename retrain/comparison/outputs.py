@@ -19,7 +19,7 @@ import json
 
 from absl import logging
 
-from retrain.comparison.runs import Comparison, ModuleResult
+from retrain.comparison.runs import Comparison, ModuleResult, percent
 from retrain.data import storage
 from retrain.errors import UserError
 
@@ -101,8 +101,8 @@ def table_rows(comparison: Comparison) -> list[list[str]]:
             short_name(r.module),
             f"{r.input_size[0]}x{r.input_size[1]}",
             str(r.feature_size),
-            _percent(r.validation_accuracy),
-            _percent(r.test_accuracy),
+            percent(r.validation_accuracy),
+            percent(r.test_accuracy),
             "-" if r.expected_calibration_error is None else f"{r.expected_calibration_error:.3f}",
             f"{r.graph_bytes / 1e6:.2f}" if r.graph_bytes < 10e6 else f"{r.graph_bytes / 1e6:.0f}",
             f"{r.speed.latency_ms:.1f}",
@@ -133,10 +133,6 @@ def table_lines(comparison: Comparison) -> list[str]:
 
 def short_name(handle: str) -> str:
     return handle if len(handle) <= _NAME_WIDTH else "..." + handle[-(_NAME_WIDTH - 3):]
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
 
 
 _PAGE = """<!DOCTYPE html>

@@ -195,12 +195,13 @@ def _measured(result, module_config, folder: str, batch_size: int) -> ModuleResu
         bottlenecks_reused=result.bottlenecks_reused,
     )
     logging.info("%s: validation accuracy %s, test accuracy %s, %.1f ms per image (batch 1), %.0f images/s "
-                 "(batch %d).", found.module, _percent(found.validation_accuracy), _percent(found.test_accuracy),
+                 "(batch %d).", found.module, percent(found.validation_accuracy), percent(found.test_accuracy),
                  speed.latency_ms, speed.images_per_second, speed.batch_size)
     return found
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """An accuracy in [0, 1] as '93.2%', or '-' when there is none."""
     return "-" if value is None else f"{value * 100:.1f}%"
 
 

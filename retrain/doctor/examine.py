@@ -100,6 +100,14 @@ class Diagnosis:
     leaked_test_images: int
     folds: int = 0
 
+    def labels_differ(self, group: duplicates.DuplicateGroup) -> bool:
+        """A label conflict: the copies are in different classes."""
+        return len({int(self.label_of[i]) for i in group.members}) > 1
+
+    def sets_differ(self, group: duplicates.DuplicateGroup) -> bool:
+        """A leak: the copies are in different sets (training, validation, testing)."""
+        return len({self.set_of[i] for i in group.members}) > 1
+
 
 def examine(config: DoctorConfig) -> Diagnosis:
     """Examines config.run.image_dir; see the module docstring.

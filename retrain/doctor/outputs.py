@@ -35,7 +35,7 @@ EXAMPLES = 3  # Typical images shown beside a label issue, per class.
 def summary_lines(d: Diagnosis) -> list[str]:
     """The short summary printed on stdout."""
     n = len(d.paths)
-    conflicts = sum(1 for g in d.duplicates if len({d.label_of[i] for i in g.members}) > 1)
+    conflicts = sum(1 for g in d.duplicates if d.labels_differ(g))
     exact = sum(1 for g in d.duplicates if g.kind == "exact")
     lines = [f"retrain-doctor: {n} images of {len(d.labels)} classes in {d.image_dir}."]
     lines.append(f"  likely label errors: {len(d.label_issues)} flagged; about {d.estimated_label_errors} estimated wrong"
@@ -73,8 +73,8 @@ def record(d: Diagnosis) -> dict:
         "duplicates": [{
             "paths": [rel[i] for i in g.members], "labels": [labels[d.label_of[i]] for i in g.members],
             "sets": [d.set_of[i] for i in g.members], "kind": g.kind, "similarity": round(g.similarity, 6),
-            "conflict": len({d.label_of[i] for i in g.members}) > 1,
-            "leak": len({d.set_of[i] for i in g.members}) > 1,
+            "conflict": d.labels_differ(g),
+            "leak": d.sets_differ(g),
         } for g in d.duplicates],
         "outliers": [{"path": rel[i], "label": labels[d.label_of[i]], "score": round(score, 6)}
                      for i, score in d.outliers],
@@ -173,7 +173,7 @@ def write_page(d: Diagnosis, output_dir: str) -> str:
     } for x in d.label_issues[:PAGE_LIMITS["label_issues"]]]
     duplicates = [{
         "kind": g.kind, "similarity": g.similarity,
-        "conflict": len({d.label_of[i] for i in g.members}) > 1, "leak": len({d.set_of[i] for i in g.members}) > 1,
+        "conflict": d.labels_differ(g), "leak": d.sets_differ(g),
         "images": [picture(i, f"{labels[d.label_of[i]]}, {d.set_of[i]}") for i in g.members[:8]],
     } for g in d.duplicates[:PAGE_LIMITS["duplicates"]]]
     outliers = [picture(i, f"{labels[d.label_of[i]]} ({score:.2f})") for i, score in d.outliers[:PAGE_LIMITS["outliers"]]]
