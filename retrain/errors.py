@@ -1,5 +1,7 @@
 """The exception types the command-line tools turn into a clear message, and how errors are quoted."""
 
+import importlib
+
 
 class UserError(Exception):
     """A problem with the user's input, flags or files, explained in its message.
@@ -14,6 +16,16 @@ class ImageError(Exception):
 
     Runs skip such a file with a warning instead of stopping.
     """
+
+
+def require_modules(install_hint: str, *names: str) -> None:
+    """Raises UserError(install_hint) unless every named module imports: how a missing optional
+    extra becomes one line naming its pip install, instead of an ImportError traceback."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise UserError(install_hint) from e
 
 
 class Interrupted(KeyboardInterrupt):

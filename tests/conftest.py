@@ -221,3 +221,7 @@ def hide_modules(monkeypatch, *names):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", without)
+    # importlib.import_module does not pass through builtins.__import__; a None entry in
+    # sys.modules makes it fail the same way.
+    for loaded in [m for m in sys.modules if m.split(".")[0] in names] + list(names):
+        monkeypatch.setitem(sys.modules, loaded, None)

@@ -12,18 +12,14 @@ import dataclasses
 
 import numpy as np
 
-from retrain.errors import UserError
+from retrain.errors import require_modules
 
 INSTALL_HINT = 'retrain-doctor needs cleanlab: pip install "retrain[doctor]"'
 
 
 def check_available() -> None:
     """Raises UserError (with the pip line) unless cleanlab (and its scikit-learn) are installed."""
-    try:
-        import cleanlab  # noqa: F401
-        import sklearn  # noqa: F401
-    except ImportError as e:
-        raise UserError(INSTALL_HINT) from e
+    require_modules(INSTALL_HINT, "cleanlab", "sklearn")
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ import io
 import numpy as np
 
 from retrain.data import storage
-from retrain.errors import ImageError, UserError
+from retrain.errors import ImageError, require_modules
 from retrain.evaluation import calibration, metrics
 
 INSTALL_HINT = 'The evaluation report needs matplotlib and jinja2: pip install "retrain[report]"'
@@ -28,11 +28,7 @@ MAX_THUMBNAILS = 300
 
 def check_available() -> None:
     """Raises UserError (with the pip line) unless the report's libraries are installed."""
-    try:
-        import jinja2  # noqa: F401
-        import matplotlib  # noqa: F401
-    except ImportError as e:
-        raise UserError(INSTALL_HINT) from e
+    require_modules(INSTALL_HINT, "jinja2", "matplotlib")
 
 
 @dataclasses.dataclass

@@ -24,7 +24,7 @@ import tensorflow as tf
 from absl import logging
 
 from retrain.data import module_inputs, storage
-from retrain.errors import UserError, first_line
+from retrain.errors import UserError, first_line, require_modules
 from retrain.exports import parity
 from retrain.runtime import quiet
 from retrain.runtime.quiet import muted_stderr
@@ -38,11 +38,7 @@ MIN_AGREEMENT = 0.99
 
 def check_available() -> None:
     """Raises UserError (with the pip line) unless tf2onnx and ONNX Runtime are installed."""
-    try:
-        import onnxruntime  # noqa: F401
-        import tf2onnx  # noqa: F401
-    except ImportError as e:
-        raise UserError(INSTALL_HINT) from e
+    require_modules(INSTALL_HINT, "onnxruntime", "tf2onnx")
 
 
 def metadata(model) -> dict:
